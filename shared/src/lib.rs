@@ -1,0 +1,37 @@
+//! avsc-shared: the contract between the avsc host (training, export) and the device
+//! (live inference). Everything both sides must compute identically lives here:
+//! the label order, the feature presets, the spectrogram DSP, frame preprocessing.
+
+pub mod array;
+pub mod dsp;
+pub mod image;
+pub mod labels;
+pub mod npy;
+pub mod preset;
+pub mod wav;
+
+pub use array::Array3;
+pub use labels::{Label, LABELS, NUM_CLASSES};
+pub use preset::{FeatureKind, FeaturePreset, FramePreset, Normalisation};
+
+use anyhow::Context;
+use std::io::Write;
+use std::path::Path;
+
+/// Write a file atomically: a uniquely named temporary file in the same folder, fsync,
+/// then rename over `path`. A killed process never leaves a half-written `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().with_context(|| format!("{}: not a file path", path.display()))?;
+    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("{}: cannot write", path.display()))
+}

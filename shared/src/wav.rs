@@ -1,0 +1,223 @@
+//! WAV (RIFF/WAVE) reading: PCM 16/24/32-bit, IEEE float32, WAVE_FORMAT_EXTENSIBLE, any
+//! rate and channel count. Strict: truncated data, empty data, NaN/inf are errors.
+
+use anyhow::{bail, ensure, Context, Result};
+use std::path::Path;
+
+/// Decoded audio, one `Vec` per channel, samples in [-1, 1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Audio {
+    pub sample_rate: u32,
+    pub channels: Vec<Vec<f32>>,
+}
+
+impl Audio {
+    pub fn n_samples(&self) -> usize {
+        self.channels.first().map_or(0, Vec::len)
+    }
+
+    pub fn channel_refs(&self) -> Vec<&[f32]> {
+        self.channels.iter().map(Vec::as_slice).collect()
+    }
+
+    /// Stereo view: mono is duplicated to both channels (returns true when it did so);
+    /// more than two channels is an error.
+    pub fn into_stereo(mut self) -> Result<(Audio, bool)> {
+        match self.channels.len() {
+            1 => {
+                let c = self.channels[0].clone();
+                self.channels.push(c);
+                Ok((self, true))
+            }
+            2 => Ok((self, false)),
+            n => bail!("{n} audio channels; expected mono or stereo"),
+        }
+    }
+}
+
+const WAVE_FORMAT_PCM: u16 = 1;
+const WAVE_FORMAT_IEEE_FLOAT: u16 = 3;
+const WAVE_FORMAT_EXTENSIBLE: u16 = 0xFFFE;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum SampleFormat {
+    Int(u16),
+    Float32,
+}
+
+/// Read a WAV file; errors name the file and say what is wrong.
+pub fn read(path: &Path) -> Result<Audio> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    decode(&bytes).with_context(|| format!("{}: invalid WAV", path.display()))
+}
+
+fn u16_at(b: &[u8], i: usize) -> u16 {
+    u16::from_le_bytes([b[i], b[i + 1]])
+}
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+
+/// Decode WAV bytes.
+pub fn decode(b: &[u8]) -> Result<Audio> {
+    ensure!(b.len() >= 12 && &b[0..4] == b"RIFF" && &b[8..12] == b"WAVE", "not a RIFF/WAVE file");
+    let mut pos = 12;
+    let mut fmt: Option<(SampleFormat, usize, u32)> = None;
+    while pos + 8 <= b.len() {
+        let id = &b[pos..pos + 4];
+        let size = u32_at(b, pos + 4) as usize;
+        let body = pos + 8;
+        if id == b"fmt " {
+            ensure!(size >= 16 && body + size <= b.len(), "truncated fmt chunk");
+            let tag = u16_at(b, body);
+            let channels = u16_at(b, body + 2) as usize;
+            let rate = u32_at(b, body + 4);
+            let bits = u16_at(b, body + 14);
+            let tag = if tag == WAVE_FORMAT_EXTENSIBLE {
+                ensure!(size >= 40, "truncated WAVE_FORMAT_EXTENSIBLE fmt chunk");
+                // The sub-format GUID starts with the plain format tag.
+                u16_at(b, body + 24)
+            } else {
+                tag
+            };
+            let format = match (tag, bits) {
+                (WAVE_FORMAT_PCM, 16 | 24 | 32) => SampleFormat::Int(bits),
+                (WAVE_FORMAT_IEEE_FLOAT, 32) => SampleFormat::Float32,
+                (WAVE_FORMAT_PCM, _) => bail!("unsupported PCM bit depth {bits} (expected 16, 24 or 32)"),
+                (WAVE_FORMAT_IEEE_FLOAT, _) => bail!("unsupported float bit depth {bits} (expected 32)"),
+                _ => bail!("unsupported WAV format tag {tag:#06x} (expected PCM or IEEE float)"),
+            };
+            ensure!(channels > 0, "fmt chunk declares zero channels");
+            ensure!(rate > 0, "fmt chunk declares a zero sample rate");
+            fmt = Some((format, channels, rate));
+        } else if id == b"data" {
+            let (format, channels, rate) = fmt.context("data chunk before fmt chunk")?;
+            let width = match format {
+                SampleFormat::Int(bits) => bits as usize / 8,
+                SampleFormat::Float32 => 4,
+            };
+            let frame = width * channels;
+            let available = b.len() - body;
+            ensure!(
+                size <= available,
+                "truncated: data chunk declares {size} bytes but only {available} are present"
+            );
+            ensure!(size % frame == 0, "data chunk size {size} is not a whole number of {channels}-channel frames");
+            let n = size / frame;
+            ensure!(n > 0, "no audio samples");
+            let data = &b[body..body + size];
+            let mut out = vec![Vec::with_capacity(n); channels];
+            for (i, s) in data.chunks_exact(width).enumerate() {
+                let v = match format {
+                    SampleFormat::Int(16) => i16::from_le_bytes([s[0], s[1]]) as f32 / 32768.0,
+                    SampleFormat::Int(24) => (i32::from_le_bytes([0, s[0], s[1], s[2]]) >> 8) as f32 / 8_388_608.0,
+                    SampleFormat::Int(_) => i32::from_le_bytes([s[0], s[1], s[2], s[3]]) as f32 / 2_147_483_648.0,
+                    SampleFormat::Float32 => {
+                        let v = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+                        ensure!(v.is_finite(), "non-finite sample ({v}) at frame {}", i / channels);
+                        v
+                    }
+                };
+                out[i % channels].push(v);
+            }
+            return Ok(Audio { sample_rate: rate, channels: out });
+        }
+        // Chunks are padded to even sizes.
+        pos = body + size + (size & 1);
+    }
+    match fmt {
+        None => bail!("no fmt chunk"),
+        Some(_) => bail!("no data chunk (truncated file?)"),
+    }
+}
+
+/// Encode as a canonical WAV: 16-bit PCM or 32-bit float.
+pub fn encode(audio: &Audio, float: bool) -> Vec<u8> {
+    let ch = audio.channels.len();
+    let n = audio.n_samples();
+    let width = if float { 4 } else { 2 };
+    let data_len = n * ch * width;
+    let mut b = Vec::with_capacity(44 + data_len);
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&((36 + data_len) as u32).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&(if float { WAVE_FORMAT_IEEE_FLOAT } else { WAVE_FORMAT_PCM }).to_le_bytes());
+    b.extend_from_slice(&(ch as u16).to_le_bytes());
+    b.extend_from_slice(&audio.sample_rate.to_le_bytes());
+    b.extend_from_slice(&(audio.sample_rate * (ch * width) as u32).to_le_bytes());
+    b.extend_from_slice(&((ch * width) as u16).to_le_bytes());
+    b.extend_from_slice(&((width * 8) as u16).to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&(data_len as u32).to_le_bytes());
+    for i in 0..n {
+        for c in &audio.channels {
+            if float {
+                b.extend_from_slice(&c[i].to_le_bytes());
+            } else {
+                let v = (c[i] * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stereo() -> Audio {
+        Audio { sample_rate: 48_000, channels: vec![vec![0.0, 0.5, -0.25, -1.0], vec![0.25, -0.5, 0.75, 0.125]] }
+    }
+
+    #[test]
+    fn float_and_pcm16_round_trip() {
+        let a = stereo();
+        assert_eq!(decode(&encode(&a, true)).unwrap(), a);
+        // These values are exact in 16 bits.
+        assert_eq!(decode(&encode(&a, false)).unwrap(), a);
+    }
+
+    #[test]
+    fn pcm24_extensible_decodes() {
+        // Hand-built WAVE_FORMAT_EXTENSIBLE, 24-bit, mono, 2 samples: +0.5 and -1.0.
+        let mut b = b"RIFF\0\0\0\0WAVEfmt ".to_vec();
+        b.extend_from_slice(&40u32.to_le_bytes());
+        b.extend_from_slice(&WAVE_FORMAT_EXTENSIBLE.to_le_bytes());
+        b.extend_from_slice(&1u16.to_le_bytes());
+        b.extend_from_slice(&44_100u32.to_le_bytes());
+        b.extend_from_slice(&(44_100u32 * 3).to_le_bytes());
+        b.extend_from_slice(&3u16.to_le_bytes());
+        b.extend_from_slice(&24u16.to_le_bytes());
+        b.extend_from_slice(&22u16.to_le_bytes()); // cbSize
+        b.extend_from_slice(&24u16.to_le_bytes()); // valid bits
+        b.extend_from_slice(&4u32.to_le_bytes()); // channel mask
+        b.extend_from_slice(&1u16.to_le_bytes()); // sub-format GUID: PCM ...
+        b.extend_from_slice(&[0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xAA, 0, 0x38, 0x9B, 0x71]);
+        b.extend_from_slice(b"data");
+        b.extend_from_slice(&6u32.to_le_bytes());
+        b.extend_from_slice(&[0x00, 0x00, 0x40, 0x00, 0x00, 0x80]);
+        let a = decode(&b).unwrap();
+        assert_eq!(a.sample_rate, 44_100);
+        assert_eq!(a.channels, vec![vec![0.5, -1.0]]);
+        let (s, dup) = a.into_stereo().unwrap();
+        assert!(dup);
+        assert_eq!(s.channels[0], s.channels[1]);
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_a_reason() {
+        let good = encode(&stereo(), true);
+        let err = |b: &[u8]| format!("{:#}", decode(b).unwrap_err());
+        assert!(err(b"hello world, not a wav").contains("not a RIFF/WAVE"));
+        assert!(err(&good[..good.len() - 5]).contains("truncated"));
+        let mut empty = encode(&Audio { sample_rate: 8000, channels: vec![vec![]] }, false);
+        assert!(err(&empty).contains("no audio samples"));
+        empty.truncate(36);
+        assert!(err(&empty).contains("no data chunk"));
+        let mut nan = stereo();
+        nan.channels[1][2] = f32::NAN;
+        assert!(err(&encode(&nan, true)).contains("non-finite"));
+    }
+}
