@@ -35,3 +35,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     }
     result.with_context(|| format!("{}: cannot write", path.display()))
 }
+
+/// The project's reference material (golden vectors, media fixtures), for tests and
+/// benches: `$AVSC_SHARED_DIR` if set, else `shared/` beside the repository clone.
+pub fn reference_dir() -> std::path::PathBuf {
+    if let Some(d) = std::env::var_os("AVSC_SHARED_DIR") {
+        return d.into();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+}

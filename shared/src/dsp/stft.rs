@@ -1,16 +1,52 @@
 //! Real STFT with a periodic Hann window centred in the FFT frame (librosa / Ellis framing).
 //! Plans and scratch buffers are built once in `new` and reused for every frame.
 
+use num_complex::Complex;
+use realfft::{RealFftPlanner, RealToComplex};
+use std::sync::Arc;
+
 pub struct Stft {
     pub n_fft: usize,
     pub win_length: usize,
     pub hop: usize,
     pub center: bool,
+    /// Periodic Hann(win_length); it sits at `win_offset` inside the n_fft frame and
+    /// everything outside it is zero, so only these samples are ever multiplied.
+    window: Vec<f32>,
+    win_offset: usize,
+    fft: Arc<dyn RealToComplex<f32>>,
+    frame: Vec<f32>,
+    spectrum: Vec<Complex<f32>>,
+    scratch: Vec<Complex<f32>>,
+}
+
+/// scipy `get_window('hann', n, fftbins=True)`. For even `n` this is also exactly Ellis'
+/// `specgram` window (gammatone 1.0.3), which is why MEL and GAM can share frames.
+pub fn hann_periodic(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|m| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * m as f64 / n as f64).cos()) as f32)
+        .collect()
 }
 
 impl Stft {
     pub fn new(n_fft: usize, win_length: usize, hop: usize, center: bool) -> Stft {
-        Stft { n_fft, win_length, hop, center }
+        assert!(n_fft >= 2 && n_fft % 2 == 0, "n_fft must be even, got {n_fft}");
+        assert!((1..=n_fft).contains(&win_length), "win_length {win_length} must be in 1..=n_fft");
+        assert!(hop >= 1, "hop must be positive");
+        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(n_fft);
+        Stft {
+            n_fft,
+            win_length,
+            hop,
+            center,
+            window: hann_periodic(win_length),
+            // librosa's util.pad_center: the left pad is the floor of half the slack.
+            win_offset: (n_fft - win_length) / 2,
+            frame: fft.make_input_vec(),
+            spectrum: fft.make_output_vec(),
+            scratch: fft.make_scratch_vec(),
+            fft,
+        }
     }
 
     /// Number of bins per frame (n_fft/2 + 1).
@@ -30,7 +66,92 @@ impl Stft {
     }
 
     /// |X|^2, frame-major: `out[t * n_bins + k]`. Returns the frame count.
-    pub fn power(&mut self, _x: &[f32], _out: &mut Vec<f32>) -> usize {
-        todo!("stft power")
+    pub fn power(&mut self, x: &[f32], out: &mut Vec<f32>) -> usize {
+        let n_frames = self.n_frames(x.len());
+        let nb = self.n_bins();
+        out.clear();
+        out.resize(n_frames * nb, 0.0);
+        // Centred framing reads a signal padded with n_fft/2 zeros each side (librosa >= 0.10
+        // pad_mode='constant'); instead of copying the padded signal, out-of-range samples
+        // are simply treated as zero.
+        let pad = if self.center { (self.n_fft / 2) as isize } else { 0 };
+        for (t, row) in out.chunks_exact_mut(nb).enumerate() {
+            let start = (t * self.hop) as isize - pad + self.win_offset as isize;
+            self.load_frame(x, start);
+            self.fft
+                .process_with_scratch(&mut self.frame, &mut self.spectrum, &mut self.scratch)
+                .expect("FFT buffer sizes come from the plan");
+            for (p, c) in row.iter_mut().zip(&self.spectrum) {
+                *p = c.re * c.re + c.im * c.im;
+            }
+        }
+        n_frames
+    }
+
+    /// Fill the FFT input with x[start + m] * window[m] at offset `win_offset`, zero
+    /// elsewhere. The FFT uses its input as scratch, so the zeros are rewritten per frame.
+    fn load_frame(&mut self, x: &[f32], start: isize) {
+        self.frame.fill(0.0);
+        let w = self.win_length as isize;
+        let lo = (-start).clamp(0, w) as usize;
+        let hi = (x.len() as isize - start).clamp(0, w) as usize;
+        if lo >= hi {
+            return;
+        }
+        let src = &x[(start + lo as isize) as usize..(start + hi as isize) as usize];
+        let dst = &mut self.frame[self.win_offset + lo..self.win_offset + hi];
+        for ((d, s), w) in dst.iter_mut().zip(src).zip(&self.window[lo..hi]) {
+            *d = s * w;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_counts_follow_librosa_and_ellis() {
+        let c = Stft::new(4096, 2560, 448, true);
+        assert_eq!(c.n_frames(320_000), 715);
+        let u = Stft::new(4096, 2560, 1024, false);
+        assert_eq!(u.n_frames(320_000), 309);
+        assert_eq!(u.n_frames(4095), 0);
+        assert_eq!(u.n_frames(4096), 1);
+    }
+
+    #[test]
+    fn pure_tone_peaks_at_its_bin() {
+        let (sr, n_fft) = (32_000.0, 4096);
+        // Exactly on bin 56 (437.5 Hz): the peak and the Hann's two equal neighbours.
+        let f = 56.0 * sr / n_fft as f64;
+        let x: Vec<f32> = (0..16_000).map(|i| (2.0 * std::f64::consts::PI * f * i as f64 / sr).sin() as f32).collect();
+        let mut s = Stft::new(n_fft, 2560, 1024, false);
+        let mut p = Vec::new();
+        let t = s.power(&x, &mut p);
+        assert_eq!(t, 1 + (16_000 - n_fft) / 1024);
+        for row in p.chunks_exact(s.n_bins()) {
+            let peak = (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+            assert_eq!(peak, 56);
+            // |X| at the peak = A * sum(w) / 2 = 2560 / 4 for a unit sine.
+            assert!((row[56].sqrt() / 640.0 - 1.0).abs() < 1e-2, "{}", row[56].sqrt());
+        }
+    }
+
+    #[test]
+    fn centred_frames_see_zero_padding() {
+        // An impulse at sample 0 lands in frame 0 at offset n_fft/2 of the padded signal:
+        // |X[k]| = window value at the frame centre, for every k.
+        let mut x = vec![0.0f32; 2000];
+        x[0] = 1.0;
+        let mut s = Stft::new(64, 32, 16, true);
+        let mut p = Vec::new();
+        let t = s.power(&x, &mut p);
+        assert_eq!(t, 1 + 2000 / 16);
+        // Padded position 32, window offset (64 - 32) / 2 = 16: window index 16.
+        let w_centre = hann_periodic(32)[16];
+        for v in &p[..s.n_bins()] {
+            assert!((v.sqrt() - w_centre).abs() < 1e-6);
+        }
     }
 }

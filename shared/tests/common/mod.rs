@@ -7,11 +7,7 @@ use std::path::PathBuf;
 
 /// The project's reference folder: `$AVSC_SHARED_DIR`, else `../shared` beside the clone.
 pub fn shared_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("AVSC_SHARED_DIR") {
-        return PathBuf::from(d);
-    }
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = repo.join("../shared");
+    let dir = avsc_shared::reference_dir();
     assert!(dir.join("golden").is_dir(), "reference folder {} not found (set AVSC_SHARED_DIR)", dir.display());
     dir
 }
