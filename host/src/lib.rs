@@ -1,8 +1,11 @@
 //! avsc-host: the training side of avsc. One module per verb of the CLI; each stage of the
 //! data path (ingest, features, training, evaluation, export) lives in its own module.
 
+pub mod cache;
 pub mod dataset;
 pub mod features;
+pub mod nets;
+pub mod prepare;
 pub mod progress;
 pub mod rng;
 pub mod synth;

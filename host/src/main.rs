@@ -3,6 +3,10 @@ use avsc_host::progress;
 use avsc_host::synth::{self, SynthConfig};
 use avsc_shared::{FeatureKind, FeaturePreset};
 use clap::{Parser, Subcommand, ValueEnum};
+use avsc_host::dataset::Split;
+use avsc_host::prepare::{self, PrepareArgs};
+use avsc_shared::FramePreset;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -49,6 +53,28 @@ enum Preset {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Prepare a dataset split for training: spectrograms and frames into a feature cache.
+    ///
+    /// For each clip: MEL, GAM and CQT dB spectrograms (deltas are added on load) and the
+    /// frames at 2 per second, 224x224. Resumable: clips already in the cache are skipped.
+    /// Failed clips are reported (one line each, and in CACHE/prepare-report.json) and the
+    /// others still prepared; the exit code is 2 if anything failed.
+    Prepare {
+        /// Dataset root: TAU Urban Audio-Visual Scenes 2021 layout or <label>/<clip> folders.
+        #[arg(long)]
+        dataset: PathBuf,
+        /// Cache folder (created if needed).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "paper")]
+        preset: Preset,
+        /// fold1_train, fold1_evaluate, fold1_test or all (the folder layout only has all).
+        #[arg(long, default_value = "all")]
+        split: String,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
     /// Write a synthetic stand-in dataset (folder layout: <label>/<clip>.wav + frame PNGs).
     ///
     /// Audio separates the scenes only in pairs {airport, bus}, {metro, metro_station}, ...;
@@ -94,8 +120,38 @@ enum Cmd {
     },
 }
 
+fn preset_by(p: Preset) -> Result<FeaturePreset> {
+    FeaturePreset::by_name(match p {
+        Preset::Paper => "paper",
+        Preset::Hop14 => "hop14",
+    })
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
+        Cmd::Prepare { dataset, out, preset, split, jobs } => {
+            let args = PrepareArgs {
+                dataset,
+                out: out.clone(),
+                preset: preset_by(preset)?,
+                frames: FramePreset::default(),
+                split: Split::parse(&split)?,
+                jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                progress: std::io::stderr().is_terminal(),
+            };
+            let r = prepare::run(&args)?;
+            eprintln!(
+                "prepare: {} prepared, {} already cached, {} failed in {:.1} s; report: {}",
+                r.prepared,
+                r.skipped,
+                r.failed.len(),
+                r.seconds,
+                out.join("prepare-report.json").display()
+            );
+            if !r.failed.is_empty() {
+                std::process::exit(2);
+            }
+        }
         Cmd::Synth {
             out,
             clips_per_class,
@@ -122,10 +178,7 @@ fn run(cli: Cli) -> Result<()> {
             deltas,
             out,
         } => {
-            let preset = FeaturePreset::by_name(match preset {
-                Preset::Paper => "paper",
-                Preset::Hop14 => "hop14",
-            })?;
+            let preset = preset_by(preset)?;
             let shape = avsc_host::features::run(&input, kind.into(), &preset, deltas, &out)?;
             println!("{}: {:?} float32", out.display(), shape);
         }

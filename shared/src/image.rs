@@ -13,7 +13,7 @@ use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 /// An 8-bit RGB image, row-major, interleaved (HWC).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RgbImage {
     pub width: usize,
     pub height: usize,
@@ -23,7 +23,11 @@ pub struct RgbImage {
 impl RgbImage {
     /// A black image.
     pub fn new(width: usize, height: usize) -> RgbImage {
-        RgbImage { width, height, data: vec![0; width * height * 3] }
+        RgbImage {
+            width,
+            height,
+            data: vec![0; width * height * 3],
+        }
     }
 }
 
@@ -50,8 +54,10 @@ impl FrameResizer {
         FrameResizer {
             resizer: Resizer::new(),
             // No alpha channel in RGB8, but say so: premultiplication would only cost time.
-            options: ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).use_alpha(false),
-            scratch: RgbImage::new(0, 0),
+            options: ResizeOptions::new()
+                .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+                .use_alpha(false),
+            scratch: RgbImage::default(),
         }
     }
 
@@ -68,7 +74,10 @@ impl FrameResizer {
     /// Resize into `out`, whose `width` and `height` give the target size; `out.data` is
     /// resized to fit, so passing the same `out` every frame allocates nothing.
     pub fn resize_into(&mut self, img: &RgbImage, out: &mut RgbImage) {
-        assert!(img.width > 0 && img.height > 0, "resize: empty source image");
+        assert!(
+            img.width > 0 && img.height > 0,
+            "resize: empty source image"
+        );
         assert!(out.width > 0 && out.height > 0, "resize: empty target size");
         assert_eq!(
             img.data.len(),
@@ -81,16 +90,27 @@ impl FrameResizer {
         out.data.resize(out.width * out.height * 3, 0);
         let src = ImageRef::new(dim(img.width), dim(img.height), &img.data, PixelType::U8x3)
             .expect("buffer size checked above; u8x3 has no alignment requirement");
-        let mut dst = Image::from_slice_u8(dim(out.width), dim(out.height), &mut out.data, PixelType::U8x3)
-            .expect("buffer sized above; u8x3 has no alignment requirement");
+        let mut dst = Image::from_slice_u8(
+            dim(out.width),
+            dim(out.height),
+            &mut out.data,
+            PixelType::U8x3,
+        )
+        .expect("buffer sized above; u8x3 has no alignment requirement");
         self.resizer
             .resize(&src, &mut dst, &self.options)
             .expect("same pixel type on both sides and no cropping: resize cannot fail");
     }
 
     /// Resize + normalise, reusing this resizer's buffers for the intermediate frame.
-    pub fn preprocess(&mut self, img: &RgbImage, frames: &FramePreset, n: &Normalisation) -> Vec<f32> {
-        let mut scratch = std::mem::replace(&mut self.scratch, RgbImage::new(0, 0));
+    pub fn preprocess(
+        &mut self,
+        img: &RgbImage,
+        frames: &FramePreset,
+        n: &Normalisation,
+    ) -> Vec<f32> {
+        // Taken out and put back because resize_into borrows all of self.
+        let mut scratch = std::mem::take(&mut self.scratch);
         scratch.width = frames.size;
         scratch.height = frames.size;
         self.resize_into(img, &mut scratch);
@@ -118,7 +138,13 @@ pub fn resize_rgb(img: &RgbImage, size: usize) -> RgbImage {
 /// are tabulated once rather than recomputed per pixel.
 pub fn normalise(img: &RgbImage, n: &Normalisation) -> Vec<f32> {
     let plane = img.width * img.height;
-    assert_eq!(img.data.len(), plane * 3, "normalise: data does not match {}x{} RGB", img.width, img.height);
+    assert_eq!(
+        img.data.len(),
+        plane * 3,
+        "normalise: data does not match {}x{} RGB",
+        img.width,
+        img.height
+    );
     let mut out = vec![0.0f32; plane * 3];
     for c in 0..3 {
         let lut: [f32; 256] = std::array::from_fn(|v| match n {
@@ -136,4 +162,18 @@ pub fn normalise(img: &RgbImage, n: &Normalisation) -> Vec<f32> {
 /// Resize + normalise: the network input for one frame, (3, size, size) row-major.
 pub fn preprocess(img: &RgbImage, frames: &FramePreset, n: &Normalisation) -> Vec<f32> {
     normalise(&resize_rgb(img, frames.size), n)
+}
+
+/// Decode a PNG or JPEG file to RGB8 (grey and alpha images are converted).
+pub fn read_image(path: &std::path::Path) -> anyhow::Result<RgbImage> {
+    use anyhow::Context;
+    let img = ::image::ImageReader::open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("{}: cannot read", path.display()))?
+        .decode()
+        .with_context(|| format!("{}: not a decodable PNG/JPEG image", path.display()))?
+        .into_rgb8();
+    let (width, height) = (img.width() as usize, img.height() as usize);
+    Ok(RgbImage { width, height, data: img.into_raw() })
 }

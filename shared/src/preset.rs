@@ -141,11 +141,31 @@ impl FeaturePreset {
             fmin: 10.0,
             fmax: 16_000.0,
             clip_seconds: 10.0,
-            stft: StftParams { n_fft: 4096, win_length: 2560, hop_length: 1024, center: false },
-            gammatone: GammatoneParams { n_fft: 4096, width: 1.0 },
-            cqt: CqtParams { bins_per_octave: 24, filter_scale: 1.0, sparsity: 0.01, crop_frames: 2 },
-            db: DbParams { reference: 1.0, amin: 1e-10, top_db: 80.0 },
-            deltas: DeltaParams { width: 5, mode: DeltaMode::Valid },
+            stft: StftParams {
+                n_fft: 4096,
+                win_length: 2560,
+                hop_length: 1024,
+                center: false,
+            },
+            gammatone: GammatoneParams {
+                n_fft: 4096,
+                width: 1.0,
+            },
+            cqt: CqtParams {
+                bins_per_octave: 24,
+                filter_scale: 1.0,
+                sparsity: 0.01,
+                crop_frames: 2,
+            },
+            db: DbParams {
+                reference: 1.0,
+                amin: 1e-10,
+                top_db: 80.0,
+            },
+            deltas: DeltaParams {
+                width: 5,
+                mode: DeltaMode::Valid,
+            },
             resample: Self::resampler(),
         }
     }
@@ -154,25 +174,45 @@ impl FeaturePreset {
     pub fn hop14() -> FeaturePreset {
         FeaturePreset {
             name: "hop14".into(),
-            stft: StftParams { n_fft: 4096, win_length: 2560, hop_length: 448, center: true },
+            stft: StftParams {
+                n_fft: 4096,
+                win_length: 2560,
+                hop_length: 448,
+                center: true,
+            },
             // gammatone's fft_gtgram: next power of two of twice the window.
-            gammatone: GammatoneParams { n_fft: 8192, width: 1.0 },
-            cqt: CqtParams { crop_frames: 0, ..Self::paper().cqt },
-            deltas: DeltaParams { width: 9, mode: DeltaMode::Interp },
+            gammatone: GammatoneParams {
+                n_fft: 8192,
+                width: 1.0,
+            },
+            cqt: CqtParams {
+                crop_frames: 0,
+                ..Self::paper().cqt
+            },
+            deltas: DeltaParams {
+                width: 9,
+                mode: DeltaMode::Interp,
+            },
             ..Self::paper()
         }
     }
 
     fn resampler() -> ResampleParams {
         // soxr "HQ"-like: flat to 91.3 % of Nyquist, >= 120 dB rejection beyond it.
-        ResampleParams { passband: 0.913, stopband_db: 120.0 }
+        ResampleParams {
+            passband: 0.913,
+            stopband_db: 120.0,
+        }
     }
 
     pub fn by_name(name: &str) -> anyhow::Result<FeaturePreset> {
         match name {
             "paper" => Ok(Self::paper()),
             "hop14" => Ok(Self::hop14()),
-            _ => anyhow::bail!("unknown feature preset {name:?} (expected one of {})", Self::NAMES.join(", ")),
+            _ => anyhow::bail!(
+                "unknown feature preset {name:?} (expected one of {})",
+                Self::NAMES.join(", ")
+            ),
         }
     }
 
@@ -202,7 +242,10 @@ pub enum Normalisation {
 
 impl Normalisation {
     pub fn imagenet() -> Normalisation {
-        Normalisation::MeanStd { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }
+        Normalisation::MeanStd {
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+        }
     }
 }
 
@@ -217,7 +260,10 @@ pub struct FramePreset {
 
 impl Default for FramePreset {
     fn default() -> Self {
-        FramePreset { fps: 2.0, size: 224 }
+        FramePreset {
+            fps: 2.0,
+            size: 224,
+        }
     }
 }
 
@@ -234,7 +280,8 @@ mod tests {
             assert_eq!(p, back);
         }
         let n = Normalisation::imagenet();
-        let back: Normalisation = serde_json::from_str(&serde_json::to_string(&n).unwrap()).unwrap();
+        let back: Normalisation =
+            serde_json::from_str(&serde_json::to_string(&n).unwrap()).unwrap();
         assert_eq!(n, back);
         assert!(FeaturePreset::by_name("hop15").is_err());
     }

@@ -60,7 +60,10 @@ fn u32_at(b: &[u8], i: usize) -> u32 {
 
 /// Decode WAV bytes.
 pub fn decode(b: &[u8]) -> Result<Audio> {
-    ensure!(b.len() >= 12 && &b[0..4] == b"RIFF" && &b[8..12] == b"WAVE", "not a RIFF/WAVE file");
+    ensure!(
+        b.len() >= 12 && &b[0..4] == b"RIFF" && &b[8..12] == b"WAVE",
+        "not a RIFF/WAVE file"
+    );
     let mut pos = 12;
     let mut fmt: Option<(SampleFormat, usize, u32)> = None;
     while pos + 8 <= b.len() {
@@ -83,8 +86,12 @@ pub fn decode(b: &[u8]) -> Result<Audio> {
             let format = match (tag, bits) {
                 (WAVE_FORMAT_PCM, 16 | 24 | 32) => SampleFormat::Int(bits),
                 (WAVE_FORMAT_IEEE_FLOAT, 32) => SampleFormat::Float32,
-                (WAVE_FORMAT_PCM, _) => bail!("unsupported PCM bit depth {bits} (expected 16, 24 or 32)"),
-                (WAVE_FORMAT_IEEE_FLOAT, _) => bail!("unsupported float bit depth {bits} (expected 32)"),
+                (WAVE_FORMAT_PCM, _) => {
+                    bail!("unsupported PCM bit depth {bits} (expected 16, 24 or 32)")
+                }
+                (WAVE_FORMAT_IEEE_FLOAT, _) => {
+                    bail!("unsupported float bit depth {bits} (expected 32)")
+                }
                 _ => bail!("unsupported WAV format tag {tag:#06x} (expected PCM or IEEE float)"),
             };
             ensure!(channels > 0, "fmt chunk declares zero channels");
@@ -102,7 +109,10 @@ pub fn decode(b: &[u8]) -> Result<Audio> {
                 size <= available,
                 "truncated: data chunk declares {size} bytes but only {available} are present"
             );
-            ensure!(size % frame == 0, "data chunk size {size} is not a whole number of {channels}-channel frames");
+            ensure!(
+                size % frame == 0,
+                "data chunk size {size} is not a whole number of {channels}-channel frames"
+            );
             let n = size / frame;
             ensure!(n > 0, "no audio samples");
             let data = &b[body..body + size];
@@ -110,17 +120,28 @@ pub fn decode(b: &[u8]) -> Result<Audio> {
             for (i, s) in data.chunks_exact(width).enumerate() {
                 let v = match format {
                     SampleFormat::Int(16) => i16::from_le_bytes([s[0], s[1]]) as f32 / 32768.0,
-                    SampleFormat::Int(24) => (i32::from_le_bytes([0, s[0], s[1], s[2]]) >> 8) as f32 / 8_388_608.0,
-                    SampleFormat::Int(_) => i32::from_le_bytes([s[0], s[1], s[2], s[3]]) as f32 / 2_147_483_648.0,
+                    SampleFormat::Int(24) => {
+                        (i32::from_le_bytes([0, s[0], s[1], s[2]]) >> 8) as f32 / 8_388_608.0
+                    }
+                    SampleFormat::Int(_) => {
+                        i32::from_le_bytes([s[0], s[1], s[2], s[3]]) as f32 / 2_147_483_648.0
+                    }
                     SampleFormat::Float32 => {
                         let v = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-                        ensure!(v.is_finite(), "non-finite sample ({v}) at frame {}", i / channels);
+                        ensure!(
+                            v.is_finite(),
+                            "non-finite sample ({v}) at frame {}",
+                            i / channels
+                        );
                         v
                     }
                 };
                 out[i % channels].push(v);
             }
-            return Ok(Audio { sample_rate: rate, channels: out });
+            return Ok(Audio {
+                sample_rate: rate,
+                channels: out,
+            });
         }
         // Chunks are padded to even sizes.
         pos = body + size + (size & 1);
@@ -142,7 +163,14 @@ pub fn encode(audio: &Audio, float: bool) -> Vec<u8> {
     b.extend_from_slice(&((36 + data_len) as u32).to_le_bytes());
     b.extend_from_slice(b"WAVEfmt ");
     b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(&(if float { WAVE_FORMAT_IEEE_FLOAT } else { WAVE_FORMAT_PCM }).to_le_bytes());
+    b.extend_from_slice(
+        &(if float {
+            WAVE_FORMAT_IEEE_FLOAT
+        } else {
+            WAVE_FORMAT_PCM
+        })
+        .to_le_bytes(),
+    );
     b.extend_from_slice(&(ch as u16).to_le_bytes());
     b.extend_from_slice(&audio.sample_rate.to_le_bytes());
     b.extend_from_slice(&(audio.sample_rate * (ch * width) as u32).to_le_bytes());
@@ -168,7 +196,10 @@ mod tests {
     use super::*;
 
     fn stereo() -> Audio {
-        Audio { sample_rate: 48_000, channels: vec![vec![0.0, 0.5, -0.25, -1.0], vec![0.25, -0.5, 0.75, 0.125]] }
+        Audio {
+            sample_rate: 48_000,
+            channels: vec![vec![0.0, 0.5, -0.25, -1.0], vec![0.25, -0.5, 0.75, 0.125]],
+        }
     }
 
     #[test]
@@ -212,7 +243,13 @@ mod tests {
         let err = |b: &[u8]| format!("{:#}", decode(b).unwrap_err());
         assert!(err(b"hello world, not a wav").contains("not a RIFF/WAVE"));
         assert!(err(&good[..good.len() - 5]).contains("truncated"));
-        let mut empty = encode(&Audio { sample_rate: 8000, channels: vec![vec![]] }, false);
+        let mut empty = encode(
+            &Audio {
+                sample_rate: 8000,
+                channels: vec![vec![]],
+            },
+            false,
+        );
         assert!(err(&empty).contains("no audio samples"));
         empty.truncate(36);
         assert!(err(&empty).contains("no data chunk"));

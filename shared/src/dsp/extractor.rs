@@ -41,7 +41,14 @@ impl FeatureExtractor {
             .then(|| Stft::new(p.gammatone.n_fft, s.win_length, s.hop_length, false));
         FeatureExtractor {
             mel: MelFilterbank::new(p.sample_rate, s.n_fft, p.n_bins, p.fmin, p.fmax),
-            gam: GammatoneFilterbank::new(p.sample_rate, p.gammatone.n_fft, p.n_bins, p.gammatone.width, p.fmin, p.fmax),
+            gam: GammatoneFilterbank::new(
+                p.sample_rate,
+                p.gammatone.n_fft,
+                p.n_bins,
+                p.gammatone.width,
+                p.fmin,
+                p.fmax,
+            ),
             cqt: None,
             stft,
             gam_stft,
@@ -59,14 +66,20 @@ impl FeatureExtractor {
     /// Linear-domain spectrogram, (channels, n_bins, T): MEL power, GAM magnitude / n_fft,
     /// CQT magnitude (cropped by the preset's `crop_frames`).
     pub fn linear(&mut self, kind: FeatureKind, channels: &[&[f32]]) -> Array3 {
-        let planes: Vec<(Vec<f32>, usize)> = channels.iter().map(|x| self.channel_linear(kind, x)).collect();
+        let planes: Vec<(Vec<f32>, usize)> = channels
+            .iter()
+            .map(|x| self.channel_linear(kind, x))
+            .collect();
         self.assemble(planes)
     }
 
     /// Channel planes of equal frame counts -> (channels, n_bins, T).
     fn assemble(&self, planes: Vec<(Vec<f32>, usize)>) -> Array3 {
         let frames = planes.first().map_or(0, |p| p.1);
-        assert!(planes.iter().all(|p| p.1 == frames), "all channels must have the same length");
+        assert!(
+            planes.iter().all(|p| p.1 == frames),
+            "all channels must have the same length"
+        );
         let shape = [planes.len(), self.preset.n_bins, frames];
         Array3::from_vec(shape, planes.into_iter().flat_map(|p| p.0).collect())
     }
@@ -105,7 +118,14 @@ impl FeatureExtractor {
     fn cqt_plane(&mut self, x: &[f32]) -> (Vec<f32>, usize) {
         let p = &self.preset;
         let cqt = self.cqt.get_or_insert_with(|| {
-            Cqt::new(p.sample_rate, p.stft.hop_length, p.n_bins, p.fmin, &p.cqt, &p.resample)
+            Cqt::new(
+                p.sample_rate,
+                p.stft.hop_length,
+                p.n_bins,
+                p.fmin,
+                &p.cqt,
+                &p.resample,
+            )
         });
         let full = cqt.magnitude(x, &mut self.cqt_buf);
         let crop = self.preset.cqt.crop_frames;

@@ -5,6 +5,7 @@ pub mod cqt;
 pub mod db;
 pub mod deltas;
 mod extractor;
+mod fir;
 pub mod gammatone;
 pub mod mel;
 pub mod resample;

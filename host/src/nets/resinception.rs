@@ -1,0 +1,222 @@
+//! The residual-inception audio network of Figure 2 (Aud-MEL / Aud-GAM / Aud-CQT): a
+//! Residual-Inception block (the CNN backbone) followed by the Dense block.
+//!
+//! The paper reuses this backbone from the authors' earlier work and its code is not public;
+//! this is a design in that spirit, sized to the paper's budget (about 12 M trainable
+//! parameters per audio model, 36 M for the three). Input: `[batch, 6, 128, 305]` — the two
+//! channels of one spectrogram with their deltas and delta-deltas, 128 bins x 305 frames.
+//!
+//! | module          | layers                                                  | out (paper) | size (F x T) |
+//! |-----------------|---------------------------------------------------------|-------------|--------------|
+//! | `stem`          | conv 3x3 pad 1 → BN → ReLU                              | 32          | 128 x 305    |
+//! |                 | max pool 2x2                                            | 32          | 64 x 152     |
+//! | `stages.0`      | 2 x residual-inception block                            | 128         | 64 x 152     |
+//! |                 | max pool 2x2 → dropout                                  | 128         | 32 x 76      |
+//! | `stages.1`      | 2 x residual-inception block                            | 256         | 32 x 76      |
+//! |                 | max pool 2x2 → dropout                                  | 256         | 16 x 38      |
+//! | `stages.2`      | 3 x residual-inception block                            | 512         | 16 x 38      |
+//! |                 | max pool 2x2 → dropout                                  | 512         | 8 x 19       |
+//! | `stages.3`      | 3 x residual-inception block                            | 1024        | 8 x 19       |
+//! |                 | global average pool → dropout                           | 1024        | 1            |
+//! | `head`          | FC(1024) → ReLU → Dropout → FC(10)                      | 10          |              |
+//!
+//! Residual-inception block (input C_in, output C, branch width b = C / 4; every conv is
+//! conv → BN → ReLU):
+//!
+//! | branch          | layers                                                        |
+//! |-----------------|---------------------------------------------------------------|
+//! | `branch1x1`     | 1x1 → b                                                       |
+//! | `branch3x3`     | 1x1 → b, 3x3 → b                                              |
+//! | `branch5x5`     | 1x1 → b, 3x3 → b, 3x3 → b (a 5x5 factorised into two 3x3)     |
+//! | `branch_pool`   | avg pool 3x3 / 1 → 1x1 → b                                    |
+//! | `shortcut`      | identity if C_in = C, else 1x1 conv → BN (no ReLU)            |
+//!
+//! output = ReLU(concat(branches) + shortcut). The `tiny` preset divides every width by 8
+//! (stem 4, stages 16 / 32 / 64 / 128) and keeps the depths and the FC(1024) embedding.
+
+use super::{global_avg_pool, ConvBn, ConvBnConfig, Embeddings, Head, HeadConfig, SizePreset};
+use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Dropout, DropoutConfig, PaddingConfig2d};
+use burn::prelude::*;
+
+/// Keras' BatchNormalization epsilon (the authors' framework).
+const BN_EPS: f64 = 1e-3;
+
+/// Widths, depths and regularisation of a [`ResInception`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResInceptionConfig {
+    /// Input channels: 2 spectrogram channels x (static, delta, delta-delta).
+    pub in_channels: usize,
+    pub stem_channels: usize,
+    /// Output channels of the four stages (multiples of 4: four equal branches).
+    pub widths: [usize; 4],
+    /// Residual-inception blocks per stage.
+    pub depths: [usize; 4],
+    /// Dropout after each pooling of the backbone.
+    pub stage_dropout: f64,
+    pub head_dropout: f64,
+}
+
+impl ResInceptionConfig {
+    /// About 12 M trainable parameters.
+    pub fn paper() -> Self {
+        Self {
+            in_channels: 6,
+            stem_channels: 32,
+            widths: [128, 256, 512, 1024],
+            depths: [2, 2, 3, 3],
+            stage_dropout: 0.1,
+            head_dropout: 0.3,
+        }
+    }
+
+    /// Every width / 8, same depths.
+    pub fn tiny() -> Self {
+        Self { stem_channels: 4, widths: [16, 32, 64, 128], ..Self::paper() }
+    }
+
+    pub fn preset(preset: SizePreset) -> Self {
+        match preset {
+            SizePreset::Paper => Self::paper(),
+            SizePreset::Tiny => Self::tiny(),
+        }
+    }
+
+    /// Width of the pooled features fed to the head.
+    pub fn pooled_dim(&self) -> usize {
+        self.widths[3]
+    }
+
+    pub fn init(&self, device: &Device) -> ResInception {
+        let mut c_in = self.stem_channels;
+        let mut stages = Vec::new();
+        for (&width, &depth) in self.widths.iter().zip(&self.depths) {
+            let blocks = (0..depth)
+                .map(|_| {
+                    let block = ResInceptionBlock::new(c_in, width, device);
+                    c_in = width;
+                    block
+                })
+                .collect();
+            stages.push(blocks);
+        }
+        ResInception {
+            stem: ConvBnConfig::new(self.in_channels, self.stem_channels, 3, BN_EPS).same().init(device),
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            stages,
+            dropout: DropoutConfig::new(self.stage_dropout).init(),
+            head: HeadConfig::new(self.pooled_dim()).with_dropout(self.head_dropout).init(device),
+        }
+    }
+}
+
+/// Residual-inception backbone + Dense block (Figure 2).
+#[derive(Module, Debug)]
+pub struct ResInception {
+    pub stem: ConvBn,
+    /// The 2x2 max pooling after the stem and after stages 0-2.
+    pub pool: MaxPool2d,
+    /// `stages[s][j]`: block j of stage s.
+    pub stages: Vec<Vec<ResInceptionBlock>>,
+    pub dropout: Dropout,
+    pub head: Head,
+}
+
+impl ResInception {
+    /// Globally pooled backbone features, `[batch, 1024]` (paper preset).
+    pub fn forward_pooled(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut x = self.pool.forward(self.stem.forward(x));
+        let last = self.stages.len() - 1;
+        for (s, blocks) in self.stages.iter().enumerate() {
+            for block in blocks {
+                x = block.forward(x);
+            }
+            if s < last {
+                x = self.dropout.forward(self.pool.forward(x));
+            }
+        }
+        self.dropout.forward(global_avg_pool(x))
+    }
+
+    /// `[batch, 6, 128, 305]` spectrograms → FC(1024) activations and FC(10) logits.
+    pub fn forward(&self, x: Tensor<4>) -> Embeddings {
+        self.head.forward(self.forward_pooled(x))
+    }
+}
+
+/// Four parallel branches concatenated, plus a residual shortcut.
+#[derive(Module, Debug)]
+pub struct ResInceptionBlock {
+    pub branch1x1: ConvBn,
+    pub branch3x3: Vec<ConvBn>,
+    pub branch5x5: Vec<ConvBn>,
+    pub avg_pool: AvgPool2d,
+    pub branch_pool: ConvBn,
+    /// `None`: identity (input and output widths equal).
+    pub shortcut: Option<ConvBn>,
+}
+
+impl ResInceptionBlock {
+    pub fn new(c_in: usize, c_out: usize, device: &Device) -> Self {
+        assert!(c_out % 4 == 0, "block width {c_out} is not a multiple of 4");
+        let b = c_out / 4;
+        let conv = |a, c, k| ConvBnConfig::new(a, c, k, BN_EPS).same().init(device);
+        Self {
+            branch1x1: conv(c_in, b, 1),
+            branch3x3: vec![conv(c_in, b, 1), conv(b, b, 3)],
+            branch5x5: vec![conv(c_in, b, 1), conv(b, b, 3), conv(b, b, 3)],
+            avg_pool: AvgPool2dConfig::new([3, 3])
+                .with_strides([1, 1])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(),
+            branch_pool: conv(c_in, b, 1),
+            shortcut: (c_in != c_out).then(|| ConvBnConfig::new(c_in, c_out, 1, BN_EPS).no_relu().init(device)),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let chain = |convs: &[ConvBn], x: Tensor<4>| convs.iter().fold(x, |x, c| c.forward(x));
+        let branches = vec![
+            self.branch1x1.forward(x.clone()),
+            chain(&self.branch3x3, x.clone()),
+            chain(&self.branch5x5, x.clone()),
+            self.branch_pool.forward(self.avg_pool.forward(x.clone())),
+        ];
+        let shortcut = match &self.shortcut {
+            Some(proj) => proj.forward(x),
+            None => x,
+        };
+        burn::tensor::activation::relu(Tensor::cat(branches, 1) + shortcut)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nets::{trainable_params, EMBED_DIM, NUM_CLASSES};
+    use burn::tensor::Distribution;
+
+    fn check(cfg: ResInceptionConfig) -> usize {
+        let device = Device::flex();
+        let net = cfg.init(&device);
+        let x = Tensor::<4>::random([2, 6, 128, 305], Distribution::Default, &device);
+        let e = net.forward(x);
+        assert_eq!(e.fc1024.dims(), [2, EMBED_DIM]);
+        assert_eq!(e.logits.dims(), [2, NUM_CLASSES]);
+        let n = trainable_params(&net);
+        println!("ResInception {cfg:?}: {n} trainable parameters");
+        n
+    }
+
+    #[test]
+    fn paper_shapes_and_size() {
+        let n = check(ResInceptionConfig::paper());
+        assert!((10_000_000..14_000_000).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn tiny_shapes_and_size() {
+        let n = check(ResInceptionConfig::tiny());
+        assert!(n < 500_000, "{n}");
+    }
+}

@@ -1,0 +1,74 @@
+//! AAC-LC decoding (symphonia) of an MP4 audio track, trimmed so that sample 0 is
+//! presentation time 0.
+//!
+//! AAC encoders prepend "priming" samples (1024 for ffmpeg/libfdk, 2112 for Apple) that the
+//! decoder's output still contains. The container says how many: the edit list's
+//! `media_time`, or iTunes' `iTunSMPB` tag when there is no edit list. Left in, they would
+//! shift the audio ~21-44 ms against the video and against the WAV the model trained on.
+
+use super::mp4::{self, Codec, Track};
+use crate::wav::Audio;
+use anyhow::{anyhow, bail, ensure, Result};
+use symphonia::core::codecs::audio::well_known::CODEC_ID_AAC;
+use symphonia::core::codecs::audio::{AudioCodecParameters, AudioDecoder, AudioDecoderOptions};
+use symphonia::core::packet::PacketRef;
+use symphonia::core::units::{Duration, Timestamp};
+use symphonia::default::codecs::AacDecoder;
+
+pub fn decode(file: &[u8], movie: &mp4::Movie, track: &Track) -> Result<Audio> {
+    let Codec::Aac { asc, .. } = &track.codec else {
+        bail!("audio track is not AAC");
+    };
+    let mut params = AudioCodecParameters::new();
+    params.codec = CODEC_ID_AAC;
+    params.extra_data = Some(asc.clone().into_boxed_slice());
+    let mut dec = AacDecoder::try_new(&params, &AudioDecoderOptions::default())
+        .map_err(|e| anyhow!("unsupported AAC stream ({e}); only AAC-LC mono/stereo is decoded"))?;
+
+    let mut channels: Vec<Vec<f32>> = Vec::new();
+    let mut scratch: Vec<Vec<f32>> = Vec::new();
+    let mut sample_rate = 0;
+    for (i, s) in track.samples.iter().enumerate() {
+        let data = s.data(file)?;
+        let packet = PacketRef::new(0, Timestamp::new(s.dts), Duration::new(1024), data);
+        let buf = dec.decode_ref(&packet).map_err(|e| anyhow!("corrupt AAC frame {i}: {e}"))?;
+        sample_rate = buf.spec().rate();
+        buf.copy_to_vecs_planar(&mut scratch);
+        if channels.is_empty() {
+            channels = vec![Vec::with_capacity(track.samples.len() * 1024); scratch.len()];
+        }
+        ensure!(scratch.len() == channels.len(), "AAC channel count changed at frame {i}");
+        for (c, s) in channels.iter_mut().zip(&scratch) {
+            c.extend_from_slice(s);
+        }
+    }
+    ensure!(!channels.is_empty() && sample_rate > 0, "audio track has no samples");
+
+    // Priming and length in output samples. The edit list counts in media ticks, which
+    // for AAC in MP4 are samples at the track rate.
+    let to_out = |ticks: i64| (ticks as f64 * sample_rate as f64 / track.timescale as f64).round() as i64;
+    let (skip, keep) = if track.edit_media_time > 0 || track.edit_duration.is_some() {
+        let keep = track.edit_duration.map(|d| (d * sample_rate as f64).round() as i64);
+        (to_out(track.edit_media_time), keep)
+    } else if let Some((priming, total)) = mp4::itunes_smpb(&movie.udta) {
+        (priming as i64, Some(total as i64))
+    } else {
+        (0, None)
+    };
+    let n = channels[0].len() as i64;
+    let skip = skip.clamp(0, n) as usize;
+    let end = keep.map_or(n, |k| (skip as i64 + k).min(n)) as usize;
+    for c in &mut channels {
+        c.truncate(end);
+        c.drain(..skip);
+    }
+    // A leading empty edit delays the audio: pad with silence.
+    let delay = (track.edit_delay * sample_rate as f64).round() as usize;
+    if delay > 0 {
+        for c in &mut channels {
+            c.splice(0..0, std::iter::repeat_n(0.0, delay));
+        }
+    }
+    ensure!(!channels[0].is_empty(), "audio track is empty after the edit list");
+    Ok(Audio { sample_rate, channels })
+}
