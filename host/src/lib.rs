@@ -9,3 +9,4 @@ pub mod prepare;
 pub mod progress;
 pub mod rng;
 pub mod synth;
+pub mod train;

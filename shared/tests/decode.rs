@@ -300,12 +300,17 @@ fn find_box(b: &[u8], typ: &[u8; 4]) -> Option<(usize, usize)> {
 #[test]
 fn corrupt_mdat_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let mut bytes = std::fs::read(&clips()[0]).unwrap();
-    let (start, end) = find_box(&bytes, b"mdat").unwrap();
+    let clean = std::fs::read(&clips()[0]).unwrap();
+    let (start, end) = find_box(&clean, b"mdat").unwrap();
+    let garble = |b: &mut [u8]| {
+        for (i, b) in b.iter_mut().enumerate() {
+            *b = (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0] | 0x80;
+        }
+    };
+    // 64 KiB in the middle: NAL length prefixes are hit, caught before decoding.
+    let mut bytes = clean.clone();
     let mid = (start + end) / 2;
-    for (i, b) in bytes[mid..mid + 65536].iter_mut().enumerate() {
-        *b = (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0] | 0x80;
-    }
+    garble(&mut bytes[mid..mid + 65536]);
     let path = dir.path().join("corrupt.mp4");
     std::fs::write(&path, &bytes).unwrap();
     let msg = assert_names_file(decode_video_frames(&path, 2.0, None), &path);
@@ -314,6 +319,14 @@ fn corrupt_mdat_is_an_error() {
     if let Err(e) = decode_audio(&path) {
         println!("corrupt audio: {e:#}");
     }
+    // 1 KiB inside the first IDR slice (the file's first sample, after x264's SEI): the
+    // lengths are intact, the decoder itself must notice.
+    let mut bytes = clean.clone();
+    garble(&mut bytes[start + 3000..start + 4000]);
+    let path = dir.path().join("corrupt_slice.mp4");
+    std::fs::write(&path, &bytes).unwrap();
+    let msg = assert_names_file(decode_video_frames(&path, 2.0, None), &path);
+    println!("corrupt slice: {msg}");
 }
 
 /// Decode cost of one 10-s 720p clip; run in release:

@@ -22,7 +22,7 @@ fn preset(set: &str) -> FeaturePreset {
 /// |C| per channel, cropped by the preset like the extractor does: (channels, bins, T).
 fn cqt_lin(set: &str, input: &str, kind: DecimatorKind) -> Array3 {
     let p = preset(set);
-    let mut cqt = Cqt::with_decimator(p.sample_rate, p.stft.hop_length, p.n_bins, p.fmin, &p.cqt, &p.resample, kind);
+    let mut cqt = Cqt::with_decimator(p.sample_rate, p.stft.hop_length, p.n_bins, p.fmin, &p.cqt, kind);
     let x = load_input(input);
     let mut planes = Vec::new();
     let mut buf = Vec::new();
@@ -163,7 +163,7 @@ fn timing_paper_preset_10s_stereo() {
     let p = FeaturePreset::paper();
     let x = load_input("scene_10s");
     let t0 = std::time::Instant::now();
-    let mut cqt = Cqt::new(p.sample_rate, p.stft.hop_length, p.n_bins, p.fmin, &p.cqt, &p.resample);
+    let mut cqt = Cqt::new(p.sample_rate, p.stft.hop_length, p.n_bins, p.fmin, &p.cqt);
     eprintln!("Cqt::new (kernels, plans): {:.2} ms", t0.elapsed().as_secs_f64() * 1e3);
     let mut buf = Vec::new();
     let mut times = Vec::new();

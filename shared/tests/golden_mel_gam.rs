@@ -29,11 +29,7 @@ fn kind(name: &str) -> FeatureKind {
     name.parse().unwrap()
 }
 
-fn run(
-    tag: &str,
-    input: &str,
-    f: impl FnOnce(&mut FeatureExtractor, &[&[f32]]) -> Array3,
-) -> Array3 {
+fn run(tag: &str, input: &str, f: impl FnOnce(&mut FeatureExtractor, &[&[f32]]) -> Array3) -> Array3 {
     let x = load_input(input);
     let ch: Vec<&[f32]> = x.iter().map(Vec::as_slice).collect();
     f(&mut FeatureExtractor::new(&preset(tag)), &ch)
@@ -52,29 +48,15 @@ fn check_lin(name: &str, ours: &Array3) {
     assert_eq!(ours.shape, golden.shape, "{name}: shape");
     let peak = golden.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let d = max_abs_diff(ours, &golden);
-    eprintln!(
-        "{name:40} shape {:?} max|diff| = {d:.3e} = {:.3e} x max",
-        golden.shape,
-        d / peak
-    );
-    assert!(
-        d <= LIN_REL_TOL * peak,
-        "{name}: max |diff| {d} > {LIN_REL_TOL} x {peak}"
-    );
+    eprintln!("{name:40} shape {:?} max|diff| = {d:.3e} = {:.3e} x max", golden.shape, d / peak);
+    assert!(d <= LIN_REL_TOL * peak, "{name}: max |diff| {d} > {LIN_REL_TOL} x {peak}");
 }
 
 /// `_lin` and `_db` goldens of the 1-s inputs.
 fn one_second(tag: &str, input: &str, feat: &str) {
     let k = kind(feat);
-    check_lin(
-        &format!("{tag}_{input}_{feat}_lin"),
-        &run(tag, input, |fx, ch| fx.linear(k, ch)),
-    );
-    check_abs(
-        &format!("{tag}_{input}_{feat}_db"),
-        &run(tag, input, |fx, ch| fx.db(k, ch)),
-        DB_TOL,
-    );
+    check_lin(&format!("{tag}_{input}_{feat}_lin"), &run(tag, input, |fx, ch| fx.linear(k, ch)));
+    check_abs(&format!("{tag}_{input}_{feat}_db"), &run(tag, input, |fx, ch| fx.db(k, ch)), DB_TOL);
 }
 
 #[test]
@@ -109,11 +91,7 @@ fn pb_tone_noise_gam() {
 
 #[test]
 fn pa_scene_mel_db() {
-    check_abs(
-        "PA_scene_10s_mel_db",
-        &run("PA", "scene_10s", |fx, ch| fx.db(FeatureKind::Mel, ch)),
-        DB_TOL,
-    );
+    check_abs("PA_scene_10s_mel_db", &run("PA", "scene_10s", |fx, ch| fx.db(FeatureKind::Mel, ch)), DB_TOL);
 }
 
 /// gammatone 1.0.3 leaves the last of the 697 columns all zero here (SPEC §5.4); we
@@ -126,11 +104,7 @@ fn pa_scene_gam_db_except_the_zero_column_artefact() {
     assert_eq!(ours.shape, golden.shape, "{name}: shape");
     let t = golden.shape[2];
     let d = max_abs_diff(&ours.crop_time(0, t - 1), &golden.crop_time(0, t - 1));
-    eprintln!(
-        "{name:40} shape {:?} max|diff| = {d:.3e} dB (first {} columns)",
-        golden.shape,
-        t - 1
-    );
+    eprintln!("{name:40} shape {:?} max|diff| = {d:.3e} dB (first {} columns)", golden.shape, t - 1);
     assert!(d <= DB_TOL, "{name}: max |diff| {d} > {DB_TOL}");
     for c in 0..ours.shape[0] {
         let plane = ours.channel(c);
@@ -139,22 +113,11 @@ fn pa_scene_gam_db_except_the_zero_column_artefact() {
         assert!(last.iter().all(|v| v.is_finite()));
         let above = last.iter().filter(|&&v| v > floor + 1.0).count();
         // The golden's column is at the floor everywhere; ours carries the signal.
-        let golden_floor = golden
-            .channel(c)
-            .iter()
-            .fold(f32::INFINITY, |m, &v| m.min(v));
+        let golden_floor = golden.channel(c).iter().fold(f32::INFINITY, |m, &v| m.min(v));
         assert!((0..golden.shape[1]).all(|f| golden.get(c, f, t - 1) == golden_floor));
-        assert!(
-            above > ours.shape[1] / 2,
-            "channel {c}: last column has only {above} cells above the floor"
-        );
-        let prev: f32 = (0..ours.shape[1])
-            .map(|f| (ours.get(c, f, t - 1) - ours.get(c, f, t - 2)).abs())
-            .sum::<f32>();
-        eprintln!(
-            "  channel {c}: last column mean |step| from the previous one {:.2} dB",
-            prev / ours.shape[1] as f32
-        );
+        assert!(above > ours.shape[1] / 2, "channel {c}: last column has only {above} cells above the floor");
+        let prev: f32 = (0..ours.shape[1]).map(|f| (ours.get(c, f, t - 1) - ours.get(c, f, t - 2)).abs()).sum::<f32>();
+        eprintln!("  channel {c}: last column mean |step| from the previous one {:.2} dB", prev / ours.shape[1] as f32);
     }
 }
 
@@ -162,11 +125,7 @@ fn pa_scene_gam_db_except_the_zero_column_artefact() {
 fn pb_scene_db() {
     for feat in ["mel", "gam"] {
         let k = kind(feat);
-        check_abs(
-            &format!("PB_scene_10s_{feat}_db"),
-            &run("PB", "scene_10s", |fx, ch| fx.db(k, ch)),
-            DB_TOL,
-        );
+        check_abs(&format!("PB_scene_10s_{feat}_db"), &run("PB", "scene_10s", |fx, ch| fx.db(k, ch)), DB_TOL);
     }
 }
 
@@ -175,11 +134,7 @@ fn pa_tone_noise_stacks_default() {
     for feat in ["mel", "gam"] {
         let k = kind(feat);
         let s = run("PA", "tone_noise_1s", |fx, ch| fx.stack(k, ch));
-        check_abs(
-            &format!("PA_tone_noise_1s_{feat}_stack6_default"),
-            &s,
-            DB_TOL,
-        );
+        check_abs(&format!("PA_tone_noise_1s_{feat}_stack6_default"), &s, DB_TOL);
     }
 }
 
@@ -189,11 +144,7 @@ fn pb_tone_noise_stacks_valid5() {
         let k = kind(feat);
         let s = run("PB", "tone_noise_1s", |fx, ch| fx.stack(k, ch));
         assert_eq!(s.shape, [6, 128, 24]);
-        check_abs(
-            &format!("PB_tone_noise_1s_{feat}_stack6_valid5"),
-            &s,
-            DB_TOL,
-        );
+        check_abs(&format!("PB_tone_noise_1s_{feat}_stack6_valid5"), &s, DB_TOL);
     }
 }
 
@@ -207,11 +158,7 @@ fn pb_scene_stacks_valid5() {
         let t = s.shape[2];
         let statics = Array3::from_vec([2, 128, t], s.data[..2 * 128 * t].to_vec());
         let deltas = Array3::from_vec([4, 128, t], s.data[2 * 128 * t..].to_vec());
-        check_abs(
-            &format!("PB_scene_10s_{feat}_deltas4_valid5"),
-            &deltas,
-            DB_TOL,
-        );
+        check_abs(&format!("PB_scene_10s_{feat}_deltas4_valid5"), &deltas, DB_TOL);
         let golden_db = load3(&format!("PB_scene_10s_{feat}_db")).crop_time(2, 309 - 2);
         let d = max_abs_diff(&statics, &golden_db);
         eprintln!(
@@ -223,10 +170,8 @@ fn pb_scene_stacks_valid5() {
     }
 }
 
-/// The shared-STFT path of `stacks_all` equals the per-kind path for MEL and GAM.
-/// Ignored until the CQT lands (it computes all three).
+/// The shared-STFT path of `stacks_all` equals the per-kind path, bit for bit.
 #[test]
-#[ignore]
 fn stacks_all_matches_stack() {
     for tag in ["PA", "PB"] {
         let x = load_input("tone_noise_1s");
@@ -250,19 +195,8 @@ fn timing_paper_mel_gam() {
     let s = &p.stft;
     let mut stft = Stft::new(s.n_fft, s.win_length, s.hop_length, s.center);
     let mel = MelFilterbank::new(p.sample_rate, s.n_fft, p.n_bins, p.fmin, p.fmax);
-    let gam = GammatoneFilterbank::new(
-        p.sample_rate,
-        p.gammatone.n_fft,
-        p.n_bins,
-        p.gammatone.width,
-        p.fmin,
-        p.fmax,
-    );
-    eprintln!(
-        "gammatone weights kept: {} of {} dense",
-        gam.kept_weights(),
-        p.n_bins * (s.n_fft / 2 + 1)
-    );
+    let gam = GammatoneFilterbank::new(p.sample_rate, p.gammatone.n_fft, p.n_bins, p.gammatone.width, p.fmin, p.fmax);
+    eprintln!("gammatone weights kept: {} of {} dense", gam.kept_weights(), p.n_bins * (s.n_fft / 2 + 1));
     let mut power = Vec::new();
     let runs = 30;
     let mut best = [f64::INFINITY; 5];
@@ -305,15 +239,20 @@ fn timing_paper_mel_gam() {
             *b = b.min(v);
         }
     }
-    let names = [
-        "stft (2 ch)",
-        "mel apply",
-        "gam apply",
-        "dB (mel+gam)",
-        "deltas (mel+gam)",
-    ];
+    let names = ["stft (2 ch)", "mel apply", "gam apply", "dB (mel+gam)", "deltas (mel+gam)"];
     for (n, b) in names.iter().zip(best) {
         eprintln!("{n:18} {:7.3} ms (best of {runs})", b * 1e3);
     }
     eprintln!("{:18} {:7.3} ms", "sum", best.iter().sum::<f64>() * 1e3);
+    // The whole feature set, CQT included, through the public API.
+    let ch: Vec<&[f32]> = x.iter().map(Vec::as_slice).collect();
+    let mut fx = FeatureExtractor::new(&p);
+    let mut whole = f64::INFINITY;
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let stacks = fx.stacks_all(&ch);
+        whole = whole.min(t0.elapsed().as_secs_f64());
+        assert_eq!(stacks[0].shape, [6, 128, 305]);
+    }
+    eprintln!("{:18} {:7.3} ms (best of {runs})", "stacks_all", whole * 1e3);
 }

@@ -265,4 +265,14 @@ mod tests {
         let n = check(ConvNextTinyConfig::tiny());
         assert!(n < 1_500_000, "{n}");
     }
+
+    #[test]
+    fn tiny_backpropagates_in_training_mode() {
+        let device = Device::flex().autodiff();
+        let net = ConvNextTinyConfig::tiny().init(&device);
+        let x = Tensor::<4>::random([2, 3, 64, 64], Distribution::Default, &device);
+        let grads = net.forward(x).logits.mean().backward();
+        assert!(net.stem.conv.weight.grad(&grads).is_some());
+        assert!(net.stages[3][2].layer_scale.grad(&grads).is_some());
+    }
 }

@@ -219,4 +219,14 @@ mod tests {
         let n = check(ResInceptionConfig::tiny());
         assert!(n < 500_000, "{n}");
     }
+
+    #[test]
+    fn tiny_backpropagates_in_training_mode() {
+        let device = Device::flex().autodiff();
+        let net = ResInceptionConfig::tiny().init(&device);
+        let x = Tensor::<4>::random([2, 6, 32, 48], Distribution::Default, &device);
+        let grads = net.forward(x).logits.mean().backward();
+        assert!(net.stem.conv.weight.grad(&grads).is_some());
+        assert!(net.head.fc2.weight.grad(&grads).is_some());
+    }
 }

@@ -179,11 +179,12 @@ pub fn map_key(table: &[Rule], key: &str) -> Result<Option<(String, Transform)>>
     bail!("torchvision key {key:?} has no entry in the mapping table")
 }
 
-/// A visual backbone with the Dense block (paper widths).
+/// A visual backbone with the Dense block (paper widths). Boxed: burn modules are large
+/// structs (InceptionV3 is about 54 kB).
 #[derive(Clone, Debug)]
 pub enum VisualNet {
-    InceptionV3(InceptionV3),
-    ConvNextTiny(ConvNextTiny),
+    InceptionV3(Box<InceptionV3>),
+    ConvNextTiny(Box<ConvNextTiny>),
 }
 
 impl VisualNet {
@@ -203,8 +204,8 @@ impl VisualNet {
 
     pub fn trainable_params(&self) -> usize {
         match self {
-            Self::InceptionV3(n) => trainable_params(n),
-            Self::ConvNextTiny(n) => trainable_params(n),
+            Self::InceptionV3(n) => trainable_params(n.as_ref()),
+            Self::ConvNextTiny(n) => trainable_params(n.as_ref()),
         }
     }
 
@@ -212,8 +213,8 @@ impl VisualNet {
     /// with [`super::load_module`] into `InceptionV3Config::paper()` / `ConvNextTinyConfig::paper()`.
     pub fn save(&self, path: &Path) -> Result<()> {
         match self {
-            Self::InceptionV3(n) => save_module(n.clone(), path),
-            Self::ConvNextTiny(n) => save_module(n.clone(), path),
+            Self::InceptionV3(n) => save_module(n.as_ref().clone(), path),
+            Self::ConvNextTiny(n) => save_module(n.as_ref().clone(), path),
         }
     }
 }
@@ -285,13 +286,13 @@ pub fn import_tensors(backbone: Backbone, tensors: TorchTensors, device: &Device
             let cfg = InceptionV3Config::paper();
             let mut net = cfg.init(device);
             let fresh = apply(&mut net, net_tensors, "network")?;
-            (VisualNet::InceptionV3(net), cfg.pooled_dim(), fresh)
+            (VisualNet::InceptionV3(Box::new(net)), cfg.pooled_dim(), fresh)
         }
         Backbone::ConvNextTiny => {
             let cfg = ConvNextTinyConfig::paper();
             let mut net = cfg.init(device);
             let fresh = apply(&mut net, net_tensors, "network")?;
-            (VisualNet::ConvNextTiny(net), cfg.pooled_dim(), fresh)
+            (VisualNet::ConvNextTiny(Box::new(net)), cfg.pooled_dim(), fresh)
         }
     };
     ensure!(

@@ -347,7 +347,7 @@ unsafe fn picture<'a>(dst: &[*mut u8; 3], info: &SBufferInfo) -> Result<Option<P
         return Ok(None);
     }
     let sb = unsafe { info.UsrData.sSystemBuffer };
-    ensure!(sb.iFormat == videoFormatI420 as i32, "decoder produced pixel format {} (expected I420)", sb.iFormat);
+    ensure!(sb.iFormat == videoFormatI420, "decoder produced pixel format {} (expected I420)", sb.iFormat);
     let (w, h) = (sb.iWidth.max(0) as usize, sb.iHeight.max(0) as usize);
     let (ys, cs) = (sb.iStride[0].max(0) as usize, sb.iStride[1].max(0) as usize);
     ensure!(w > 0 && h > 0 && ys >= w && cs >= w.div_ceil(2), "decoder produced a malformed {w}x{h} picture");
@@ -385,19 +385,33 @@ impl Picture<'_> {
         let cgv = fx(2.0 * (1.0 - kr) * kr / kg * cs);
         let yoff = yoff as i32;
         let (w, h) = (self.width, self.height);
+        let cw = w.div_ceil(2);
         let mut img = crate::image::RgbImage::new(w, h);
+        // Chroma terms once per chroma row, shared by its two luma rows.
+        let (mut rv, mut guv, mut bu) = (vec![0i32; cw], vec![0i32; cw], vec![0i32; cw]);
         for (row, out) in img.data.chunks_exact_mut(w * 3).enumerate() {
+            if row % 2 == 0 {
+                let crow = row / 2;
+                let urow = &self.u.0[crow * self.u.1..][..cw];
+                let vrow = &self.v.0[crow * self.v.1..][..cw];
+                for x in 0..cw {
+                    let (u, v) = (urow[x] as i32 - 128, vrow[x] as i32 - 128);
+                    rv[x] = crv * v + 32768;
+                    guv[x] = 32768 - cgu * u - cgv * v;
+                    bu[x] = cbu * u + 32768;
+                }
+            }
             let yrow = &self.y.0[row * self.y.1..][..w];
-            let crow = row / 2;
-            let urow = &self.u.0[crow * self.u.1..][..w.div_ceil(2)];
-            let vrow = &self.v.0[crow * self.v.1..][..w.div_ceil(2)];
-            for (x, (px, &yv)) in out.chunks_exact_mut(3).zip(yrow).enumerate() {
-                let y = (yv as i32 - yoff) * cy + 32768;
-                let u = urow[x / 2] as i32 - 128;
-                let v = vrow[x / 2] as i32 - 128;
-                px[0] = ((y + crv * v) >> 16).clamp(0, 255) as u8;
-                px[1] = ((y - cgu * u - cgv * v) >> 16).clamp(0, 255) as u8;
-                px[2] = ((y + cbu * u) >> 16).clamp(0, 255) as u8;
+            let chroma = rv.iter().zip(&guv).zip(&bu);
+            // Two pixels per chroma sample; an odd width leaves a last pixel of its own.
+            let pairs = out.chunks_mut(6).zip(yrow.chunks(2)).zip(chroma);
+            for ((px, ys), ((&r, &g), &b)) in pairs {
+                for (px, &yv) in px.chunks_exact_mut(3).zip(ys) {
+                    let y = (yv as i32 - yoff) * cy;
+                    px[0] = ((y + r) >> 16).clamp(0, 255) as u8;
+                    px[1] = ((y + g) >> 16).clamp(0, 255) as u8;
+                    px[2] = ((y + b) >> 16).clamp(0, 255) as u8;
+                }
             }
         }
         img

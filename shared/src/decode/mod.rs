@@ -35,20 +35,21 @@ pub struct VideoInfo {
 
 /// Read a video file's headers.
 pub fn probe(path: &Path) -> Result<VideoInfo> {
-    with_file(path, "cannot probe", |file| {
-        let movie = mp4::parse(file)?;
-        let track = video_track(&movie)?;
-        let Codec::Avc { width, height, .. } = track.codec else { unreachable!("checked by video_track") };
-        let duration_s = track.duration();
-        let n_frames = track.samples.len();
-        Ok(VideoInfo {
-            width: width as usize,
-            height: height as usize,
-            fps: if duration_s > 0.0 { n_frames as f64 / duration_s } else { 0.0 },
-            duration_s,
-            n_frames,
-            has_audio: movie.track(Kind::Audio).is_some(),
-        })
+    with_file(path, "cannot probe", |file| video_info(&mp4::parse(file)?))
+}
+
+fn video_info(movie: &Movie) -> Result<VideoInfo> {
+    let track = video_track(movie)?;
+    let Codec::Avc { width, height, .. } = track.codec else { unreachable!("checked by video_track") };
+    let duration_s = track.duration();
+    let n_frames = track.samples.len();
+    Ok(VideoInfo {
+        width: width as usize,
+        height: height as usize,
+        fps: if duration_s > 0.0 { n_frames as f64 / duration_s } else { 0.0 },
+        duration_s,
+        n_frames,
+        has_audio: movie.track(Kind::Audio).is_some(),
     })
 }
 
@@ -83,9 +84,9 @@ pub struct Clip {
 }
 
 pub fn decode_clip(path: &Path, fps: f64, max_seconds: Option<f64>) -> Result<Clip> {
-    let info = probe(path)?;
     with_file(path, "cannot decode", |file| {
         let movie = mp4::parse(file)?;
+        let info = video_info(&movie)?;
         let frames = video_frames(file, video_track(&movie)?, fps, max_seconds).context("video")?;
         let audio = match movie.track(Kind::Audio) {
             Some(_) => Some(aac::decode(file, &movie, audio_track(&movie)?).context("audio")?),

@@ -3,7 +3,7 @@
 //! rectangular window, then sparse frequency-domain wavelet kernels.
 
 use super::resample::{Decimator, DecimatorKind};
-use crate::preset::{CqtParams, ResampleParams};
+use crate::preset::CqtParams;
 use num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
 use std::f64::consts::PI;
@@ -13,6 +13,9 @@ use std::sync::Arc;
 /// bins, as librosa tabulates it (estimated with n = 1000, hence not exactly 1.5). Only the
 /// early-downsampling decision depends on it.
 const HANN_ENBW: f64 = 1.500_183_105_468_75;
+
+/// Frames whose kernel products are computed together (an even number: frames pair up).
+const LANES: usize = 8;
 
 struct Octave {
     n_fft: usize,
@@ -43,8 +46,9 @@ pub struct Cqt {
     padded: Vec<f32>,
     frames: Vec<Complex<f32>>,
     scratch: Vec<Complex<f32>>,
-    /// The two frames' spectra at an octave's `bins` (times 2): re(A), im(A), re(B), im(B).
-    spec: [Vec<f32>; 4],
+    /// LANES frames' spectra (times 2) at an octave's `bins`, bin-major.
+    spec_re: Vec<[f32; LANES]>,
+    spec_im: Vec<[f32; LANES]>,
 }
 
 impl Cqt {
@@ -55,9 +59,8 @@ impl Cqt {
         n_bins: usize,
         fmin: f64,
         p: &CqtParams,
-        resample: &ResampleParams,
     ) -> Cqt {
-        Self::with_decimator(sample_rate, hop, n_bins, fmin, p, resample, DecimatorKind::SoxrHq)
+        Self::with_decimator(sample_rate, hop, n_bins, fmin, p, DecimatorKind::SoxrHq)
     }
 
     /// As [`Cqt::new`] with a chosen decimator (`ScipyPolyphase` reproduces librosa's
@@ -68,7 +71,6 @@ impl Cqt {
         n_bins: usize,
         fmin: f64,
         p: &CqtParams,
-        resample: &ResampleParams,
         kind: DecimatorKind,
     ) -> Cqt {
         assert!(n_bins >= 2 && hop > 0, "the CQT needs 2+ bins and a positive hop");
@@ -116,15 +118,16 @@ impl Cqt {
         let scratch_len = octaves.iter().map(|o| o.fft.get_inplace_scratch_len()).max().unwrap_or(0);
         Cqt {
             n_bins,
-            early: Decimator::new(kind, count, resample),
-            halver: Decimator::new(kind, 1, resample),
+            early: Decimator::new(kind, count, &p.decimator),
+            halver: Decimator::new(kind, 1, &p.decimator),
             octaves,
             cur: Vec::new(),
             next: Vec::new(),
             padded: Vec::new(),
             frames: vec![Complex::default(); max_fft],
             scratch: vec![Complex::default(); scratch_len],
-            spec: std::array::from_fn(|_| vec![0.0; max_bins]),
+            spec_re: vec![[0.0; LANES]; max_bins],
+            spec_im: vec![[0.0; LANES]; max_bins],
         }
     }
 
@@ -163,40 +166,45 @@ impl Cqt {
             self.padded.resize(self.cur.len() + n, 0.0);
             // Frames t and t+1 go through one complex FFT as z = a + j·b; with
             // Zm[k] = conj(Z[n-k]), A = (Z + Zm)/2 and B = -j·(Z - Zm)/2 (the 1/2 is in the
-            // kernel values), and only the kernels' bins are ever separated.
+            // kernel values), and only the kernels' bins are ever separated. LANES frames are
+            // gathered per bin so the sparse kernel products run across frames in SIMD.
             let buf = &mut self.frames[..n];
-            for t in (0..t_all).step_by(2) {
-                let two = t + 1 < t_all;
-                let a = &self.padded[t * o.hop..t * o.hop + n];
-                if two {
-                    let b = &self.padded[(t + 1) * o.hop..(t + 1) * o.hop + n];
-                    buf.iter_mut().zip(a.iter().zip(b)).for_each(|(z, (a, b))| *z = Complex::new(*a, *b));
-                } else {
-                    buf.iter_mut().zip(a).for_each(|(z, a)| *z = Complex::new(*a, 0.0));
-                }
-                o.fft.process_with_scratch(buf, &mut self.scratch);
-                let [ar, ai, br, bi] = &mut self.spec;
-                for (i, &k) in o.bins.iter().enumerate() {
-                    let z = buf[k as usize];
-                    let zm = buf[(n - k as usize) & (n - 1)].conj();
-                    (ar[i], ai[i]) = (z.re + zm.re, z.im + zm.im);
-                    // -j·(z - zm)
-                    (br[i], bi[i]) = (z.im - zm.im, zm.re - z.re);
+            for t0 in (0..t_all).step_by(LANES) {
+                let nf = LANES.min(t_all - t0);
+                for p in (0..nf).step_by(2) {
+                    let t = t0 + p;
+                    let a = &self.padded[t * o.hop..t * o.hop + n];
+                    if p + 1 < nf {
+                        let b = &self.padded[(t + 1) * o.hop..(t + 1) * o.hop + n];
+                        buf.iter_mut().zip(a.iter().zip(b)).for_each(|(z, (a, b))| *z = Complex::new(*a, *b));
+                    } else {
+                        buf.iter_mut().zip(a).for_each(|(z, a)| *z = Complex::new(*a, 0.0));
+                    }
+                    o.fft.process_with_scratch(buf, &mut self.scratch);
+                    for (i, &k) in o.bins.iter().enumerate() {
+                        let z = buf[k as usize];
+                        let zm = buf[(n - k as usize) & (n - 1)].conj();
+                        let (re, im) = (&mut self.spec_re[i], &mut self.spec_im[i]);
+                        (re[p], im[p]) = (z.re + zm.re, z.im + zm.im);
+                        // -j·(z - zm)
+                        if p + 1 < LANES {
+                            (re[p + 1], im[p + 1]) = (z.im - zm.im, zm.re - z.re);
+                        }
+                    }
                 }
                 for r in 0..o.row_ptr.len() - 1 {
                     let (lo, hi) = (o.row_ptr[r], o.row_ptr[r + 1]);
-                    let [mut sar, mut sai, mut sbr, mut sbi] = [0.0f32; 4];
+                    let (mut acc_re, mut acc_im) = ([0.0f32; LANES], [0.0f32; LANES]);
                     for ((&c, &vr), &vi) in o.cols[lo..hi].iter().zip(&o.vals_re[lo..hi]).zip(&o.vals_im[lo..hi]) {
-                        let c = c as usize;
-                        sar += vr * ar[c] - vi * ai[c];
-                        sai += vr * ai[c] + vi * ar[c];
-                        sbr += vr * br[c] - vi * bi[c];
-                        sbi += vr * bi[c] + vi * br[c];
+                        let (sr, si) = (&self.spec_re[c as usize], &self.spec_im[c as usize]);
+                        for l in 0..LANES {
+                            acc_re[l] += vr * sr[l] - vi * si[l];
+                            acc_im[l] += vr * si[l] + vi * sr[l];
+                        }
                     }
-                    let row = &mut out[(o.bin0 + r) * t_all..(o.bin0 + r + 1) * t_all];
-                    row[t] = (sar * sar + sai * sai).sqrt();
-                    if two {
-                        row[t + 1] = (sbr * sbr + sbi * sbi).sqrt();
+                    let row = &mut out[(o.bin0 + r) * t_all + t0..(o.bin0 + r) * t_all + t0 + nf];
+                    for (l, y) in row.iter_mut().enumerate() {
+                        *y = (acc_re[l] * acc_re[l] + acc_im[l] * acc_im[l]).sqrt();
                     }
                 }
             }

@@ -72,11 +72,7 @@ mod tests {
     use super::*;
 
     fn params() -> DbParams {
-        DbParams {
-            reference: 1.0,
-            amin: 1e-10,
-            top_db: 80.0,
-        }
+        DbParams { reference: 1.0, amin: 1e-10, top_db: 80.0 }
     }
 
     #[test]
@@ -115,13 +111,7 @@ mod tests {
     #[test]
     fn reference_shifts_the_scale() {
         let mut v = vec![10.0];
-        power_to_db(
-            &mut v,
-            &DbParams {
-                reference: 10.0,
-                ..params()
-            },
-        );
+        power_to_db(&mut v, &DbParams { reference: 10.0, ..params() });
         assert!(v[0].abs() < 1e-6);
     }
 }

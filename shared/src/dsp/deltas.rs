@@ -23,16 +23,11 @@ pub fn delta2_kernel(width: usize) -> Vec<f64> {
     let s2 = (-n..=n).map(|k| (k * k) as f64).sum::<f64>();
     let s4 = (-n..=n).map(|k| (k * k * k * k) as f64).sum::<f64>();
     let denom = s4 - s2 * s2 / count;
-    (-n..=n)
-        .map(|k| 2.0 * ((k * k) as f64 - s2 / count) / denom)
-        .collect()
+    (-n..=n).map(|k| 2.0 * ((k * k) as f64 - s2 / count) / denom).collect()
 }
 
 fn half_width(width: usize) -> usize {
-    assert!(
-        width >= 3 && width % 2 == 1,
-        "delta width must be odd and >= 3, got {width}"
-    );
+    assert!(width >= 3 && width % 2 == 1, "delta width must be odd and >= 3, got {width}");
     width / 2
 }
 
@@ -60,8 +55,8 @@ fn filter_valid(plane: &[f32], t: usize, kernel: &[f32], out: &mut [f32], out_t:
 pub fn stack6(db: &Array3, p: &DeltaParams) -> Array3 {
     let [c, f, t] = db.shape;
     let n = half_width(p.width);
-    let kernels: [Vec<f32>; 2] = [delta_kernel(p.width), delta2_kernel(p.width)]
-        .map(|k| k.into_iter().map(|v| v as f32).collect());
+    let kernels: [Vec<f32>; 2] =
+        [delta_kernel(p.width), delta2_kernel(p.width)].map(|k| k.into_iter().map(|v| v as f32).collect());
     let out_t = match p.mode {
         DeltaMode::Interp => t,
         DeltaMode::Valid => t.saturating_sub(2 * n),
@@ -77,10 +72,7 @@ pub fn stack6(db: &Array3, p: &DeltaParams) -> Array3 {
             DeltaMode::Interp => 0,
             DeltaMode::Valid => n,
         };
-        for (dst, row) in out.data[ch * plane..(ch + 1) * plane]
-            .chunks_exact_mut(out_t)
-            .zip(src.chunks_exact(t))
-        {
+        for (dst, row) in out.data[ch * plane..(ch + 1) * plane].chunks_exact_mut(out_t).zip(src.chunks_exact(t)) {
             dst.copy_from_slice(&row[crop..crop + out_t]);
         }
         for (order, kernel) in kernels.iter().enumerate() {
@@ -122,11 +114,7 @@ mod tests {
         assert_kernel(&delta_kernel(5), &[-2, -1, 0, 1, 2], 10.0);
         assert_kernel(&delta_kernel(9), &[-4, -3, -2, -1, 0, 1, 2, 3, 4], 60.0);
         assert_kernel(&delta2_kernel(5), &[2, -1, -2, -1, 2], 7.0);
-        assert_kernel(
-            &delta2_kernel(9),
-            &[28, 7, -8, -17, -20, -17, -8, 7, 28],
-            462.0,
-        );
+        assert_kernel(&delta2_kernel(9), &[28, 7, -8, -17, -20, -17, -8, 7, 28], 462.0);
         assert_kernel(&delta2_kernel(3), &[1, -2, 1], 1.0);
     }
 
@@ -136,13 +124,7 @@ mod tests {
         let t = 12;
         let data: Vec<f32> = (0..t).map(|i| (i * i + 3 * i) as f32).collect();
         let db = Array3::from_vec([1, 1, t], data);
-        let s = stack6(
-            &db,
-            &DeltaParams {
-                width: 5,
-                mode: DeltaMode::Valid,
-            },
-        );
+        let s = stack6(&db, &DeltaParams { width: 5, mode: DeltaMode::Valid });
         assert_eq!(s.shape, [3, 1, t - 4]);
         for j in 0..t - 4 {
             let i = (j + 2) as f32;
@@ -150,13 +132,7 @@ mod tests {
             assert!((s.get(1, 0, j) - (2.0 * i + 3.0)).abs() < 1e-4);
             assert!((s.get(2, 0, j) - 2.0).abs() < 1e-4);
         }
-        let s = stack6(
-            &db,
-            &DeltaParams {
-                width: 9,
-                mode: DeltaMode::Interp,
-            },
-        );
+        let s = stack6(&db, &DeltaParams { width: 9, mode: DeltaMode::Interp });
         assert_eq!(s.shape, [3, 1, t]);
         // Edges replicate the nearest valid value (frames 4 and t-5).
         for j in 0..t {
@@ -175,13 +151,7 @@ mod tests {
             *v = (i % t) as f32 * (1 + i / (2 * t)) as f32;
         }
         let db = Array3::from_vec([2, 2, t], data);
-        let s = stack6(
-            &db,
-            &DeltaParams {
-                width: 5,
-                mode: DeltaMode::Valid,
-            },
-        );
+        let s = stack6(&db, &DeltaParams { width: 5, mode: DeltaMode::Valid });
         assert_eq!(s.shape, [6, 2, 5]);
         assert!((s.get(2, 1, 0) - 1.0).abs() < 1e-6);
         assert!((s.get(3, 1, 0) - 2.0).abs() < 1e-6);
@@ -191,21 +161,9 @@ mod tests {
     #[test]
     fn too_short_input_gives_empty_or_zero_deltas() {
         let db = Array3::from_vec([1, 1, 3], vec![1.0, 2.0, 3.0]);
-        let v = stack6(
-            &db,
-            &DeltaParams {
-                width: 5,
-                mode: DeltaMode::Valid,
-            },
-        );
+        let v = stack6(&db, &DeltaParams { width: 5, mode: DeltaMode::Valid });
         assert_eq!(v.shape, [3, 1, 0]);
-        let i = stack6(
-            &db,
-            &DeltaParams {
-                width: 5,
-                mode: DeltaMode::Interp,
-            },
-        );
+        let i = stack6(&db, &DeltaParams { width: 5, mode: DeltaMode::Interp });
         assert_eq!(i.shape, [3, 1, 3]);
         assert!(i.data[3..].iter().all(|&x| x == 0.0));
     }

@@ -33,7 +33,7 @@ impl FeatureExtractor {
         // Ellis' specgram is always uncentred; it can share the MEL STFT only when the MEL
         // STFT is uncentred with the same FFT size.
         //
-        // Knowing divergence from gammatone 1.0.3 (SPEC §5.4): its `specgram` allocates
+        // Deliberate divergence from gammatone 1.0.3 (SPEC §5.4): its `specgram` allocates
         // 1 + (len - n_fft) / hop columns but its loop `range(0, len - n_fft, hop)` leaves the
         // last one all zero when (len - n_fft) is a multiple of hop (PA, 10 s). That column
         // is an artefact (-100 dB, then the top_db floor); we compute the real last frame.
@@ -66,20 +66,14 @@ impl FeatureExtractor {
     /// Linear-domain spectrogram, (channels, n_bins, T): MEL power, GAM magnitude / n_fft,
     /// CQT magnitude (cropped by the preset's `crop_frames`).
     pub fn linear(&mut self, kind: FeatureKind, channels: &[&[f32]]) -> Array3 {
-        let planes: Vec<(Vec<f32>, usize)> = channels
-            .iter()
-            .map(|x| self.channel_linear(kind, x))
-            .collect();
+        let planes: Vec<(Vec<f32>, usize)> = channels.iter().map(|x| self.channel_linear(kind, x)).collect();
         self.assemble(planes)
     }
 
     /// Channel planes of equal frame counts -> (channels, n_bins, T).
     fn assemble(&self, planes: Vec<(Vec<f32>, usize)>) -> Array3 {
         let frames = planes.first().map_or(0, |p| p.1);
-        assert!(
-            planes.iter().all(|p| p.1 == frames),
-            "all channels must have the same length"
-        );
+        assert!(planes.iter().all(|p| p.1 == frames), "all channels must have the same length");
         let shape = [planes.len(), self.preset.n_bins, frames];
         Array3::from_vec(shape, planes.into_iter().flat_map(|p| p.0).collect())
     }
@@ -117,16 +111,9 @@ impl FeatureExtractor {
 
     fn cqt_plane(&mut self, x: &[f32]) -> (Vec<f32>, usize) {
         let p = &self.preset;
-        let cqt = self.cqt.get_or_insert_with(|| {
-            Cqt::new(
-                p.sample_rate,
-                p.stft.hop_length,
-                p.n_bins,
-                p.fmin,
-                &p.cqt,
-                &p.resample,
-            )
-        });
+        let cqt = self
+            .cqt
+            .get_or_insert_with(|| Cqt::new(p.sample_rate, p.stft.hop_length, p.n_bins, p.fmin, &p.cqt));
         let full = cqt.magnitude(x, &mut self.cqt_buf);
         let crop = self.preset.cqt.crop_frames;
         let t = full.saturating_sub(2 * crop);

@@ -118,8 +118,8 @@ pub(crate) fn design_halfband(pass: f64, att_db: f64) -> Vec<f64> {
     loop {
         let n = 4 * j + 3;
         let mut best: Option<(f64, Vec<f64>)> = None;
-        for step in 0..48 {
-            let h = halfband(n, kaiser_beta(att_db) - 2.0 + 0.25 * step as f64);
+        for step in 0..20 {
+            let h = halfband(n, kaiser_beta(att_db) - 1.0 + 0.5 * step as f64);
             let peak = stopband_peak_db(&h, stop);
             if best.as_ref().is_none_or(|(b, _)| peak < *b) {
                 best = Some((peak, h));
@@ -244,18 +244,15 @@ impl Halfband {
         // y[m] = h_c·x[2m] + Σ_j g_j·(x[2m+2j+1] + x[2m-2j-1]); with o[i] = x[2i+1] the two
         // arms are o[m+j] and o[m-1-j]: contiguous in m, so the loop over m vectorises.
         let (jn, m) = (self.odd.len(), out.len());
-        let pairs = x.len() / 2;
+        // Split into phases without zero-filling first: these buffers are the stage's
+        // biggest memory traffic.
         self.even.clear();
-        self.even.resize(m, 0.0);
+        self.even.extend(x.chunks_exact(2).map(|p| p[0]));
+        self.even.extend(x.chunks_exact(2).remainder());
         self.phase.clear();
+        self.phase.resize(jn, 0.0);
+        self.phase.extend(x.chunks_exact(2).map(|p| p[1]));
         self.phase.resize(m + 2 * jn, 0.0);
-        for ((p, e), o) in x.chunks_exact(2).zip(&mut self.even[..pairs]).zip(&mut self.phase[jn..jn + pairs]) {
-            *e = p[0];
-            *o = p[1];
-        }
-        if x.len() % 2 == 1 {
-            self.even[pairs] = x[x.len() - 1];
-        }
         // Sixteen outputs at a time stay in registers across all taps.
         const W: usize = 16;
         let full = m / W * W;
@@ -331,7 +328,7 @@ impl FftHalver {
         let (b, n) = (self.block, self.n_taps);
         let c = (n - 1) / 2;
         // Each block yields (B - N + 1)/2 outputs: the circularly wrapped part is dropped.
-        let per_block = (b - n + 1) / 2;
+        let per_block = (b - n).div_ceil(2);
         let mut m0 = 0;
         while m0 < out.len() {
             // The block starts N-1 input samples before its first full output, 2·m0 + c.

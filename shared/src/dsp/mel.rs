@@ -51,13 +51,7 @@ pub struct MelFilterbank {
 }
 
 impl MelFilterbank {
-    pub fn new(
-        sample_rate: u32,
-        n_fft: usize,
-        n_mels: usize,
-        fmin: f64,
-        fmax: f64,
-    ) -> MelFilterbank {
+    pub fn new(sample_rate: u32, n_fft: usize, n_mels: usize, fmin: f64, fmax: f64) -> MelFilterbank {
         let sr = sample_rate as f64;
         let nb = n_fft / 2 + 1;
         let edges = linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2);
@@ -91,18 +85,11 @@ impl MelFilterbank {
                         Filter { start, weights }
                     }
                     // A band narrower than the bin spacing gets no bins (librosa warns).
-                    _ => Filter {
-                        start: 0,
-                        weights: Vec::new(),
-                    },
+                    _ => Filter { start: 0, weights: Vec::new() },
                 }
             })
             .collect();
-        MelFilterbank {
-            n_fft_bins: nb,
-            filters,
-            edges_hz,
-        }
+        MelFilterbank { n_fft_bins: nb, filters, edges_hz }
     }
 
     pub fn n_mels(&self) -> usize {
@@ -186,15 +173,11 @@ mod tests {
         let mut last_peak = 0;
         for (i, row) in dense.chunks_exact(nb).enumerate() {
             let peak = (0..nb).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
-            assert!(
-                peak >= last_peak,
-                "filter {i} peaks at {peak} below {last_peak}"
-            );
+            assert!(peak >= last_peak, "filter {i} peaks at {peak} below {last_peak}");
             last_peak = peak;
             // Slaney norm: each triangle has unit area in Hz once its peak is resolved.
             if i > 40 {
-                let area: f64 =
-                    row.iter().map(|&w| w as f64).sum::<f64>() * sr as f64 / n_fft as f64;
+                let area: f64 = row.iter().map(|&w| w as f64).sum::<f64>() * sr as f64 / n_fft as f64;
                 assert!((area - 1.0).abs() < 2e-2, "filter {i} area {area}");
             }
         }
@@ -208,9 +191,7 @@ mod tests {
         let m = MelFilterbank::new(32_000, 256, 16, 10.0, 16_000.0);
         let nb = 129;
         let frames = 3;
-        let power: Vec<f32> = (0..frames * nb)
-            .map(|i| ((i * 7919) % 101) as f32 / 101.0)
-            .collect();
+        let power: Vec<f32> = (0..frames * nb).map(|i| ((i * 7919) % 101) as f32 / 101.0).collect();
         let mut out = vec![0.0; 16 * frames];
         m.apply(&power, frames, &mut out);
         let d = m.dense();

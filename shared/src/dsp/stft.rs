@@ -158,24 +158,66 @@ mod tests {
         let (sr, n_fft) = (32_000.0, 4096);
         // Exactly on bin 56 (437.5 Hz): the peak and the Hann's two equal neighbours.
         let f = 56.0 * sr / n_fft as f64;
-        let x: Vec<f32> = (0..16_000)
-            .map(|i| (2.0 * std::f64::consts::PI * f * i as f64 / sr).sin() as f32)
-            .collect();
+        let x: Vec<f32> = (0..16_000).map(|i| (2.0 * std::f64::consts::PI * f * i as f64 / sr).sin() as f32).collect();
         let mut s = Stft::new(n_fft, 2560, 1024, false);
         let mut p = Vec::new();
         let t = s.power(&x, &mut p);
         assert_eq!(t, 1 + (16_000 - n_fft) / 1024);
         for row in p.chunks_exact(s.n_bins()) {
-            let peak = (0..row.len())
-                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-                .unwrap();
+            let peak = (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
             assert_eq!(peak, 56);
             // |X| at the peak = A * sum(w) / 2 = 2560 / 4 for a unit sine.
-            assert!(
-                (row[56].sqrt() / 640.0 - 1.0).abs() < 1e-2,
-                "{}",
-                row[56].sqrt()
-            );
+            assert!((row[56].sqrt() / 640.0 - 1.0).abs() < 1e-2, "{}", row[56].sqrt());
+        }
+    }
+
+    /// Naive f64 DFT power of one windowed frame (the definition, SPEC §4.1-3).
+    fn naive_power(x: &[f32], n_fft: usize, win: usize, start: isize) -> Vec<f64> {
+        let w = hann_periodic(win);
+        let off = (n_fft - win) / 2;
+        let frame: Vec<f64> = (0..n_fft)
+            .map(|m| {
+                let i = start + m as isize;
+                let inside = m >= off && m < off + win && i >= 0 && (i as usize) < x.len();
+                if inside {
+                    x[i as usize] as f64 * w[m - off] as f64
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        (0..=n_fft / 2)
+            .map(|k| {
+                let (mut re, mut im) = (0.0, 0.0);
+                for (m, v) in frame.iter().enumerate() {
+                    let ph = -2.0 * std::f64::consts::PI * (k * m % n_fft) as f64 / n_fft as f64;
+                    re += v * ph.cos();
+                    im += v * ph.sin();
+                }
+                re * re + im * im
+            })
+            .collect()
+    }
+
+    #[test]
+    fn paired_frames_match_a_naive_dft() {
+        let x: Vec<f32> = (0..300).map(|i| ((i * 7919 % 211) as f32 / 105.0 - 1.0) * (1.0 + (i % 13) as f32)).collect();
+        // Odd and even frame counts, centred and not, odd window length.
+        for (n_fft, win, hop, center) in
+            [(64, 40, 16, false), (64, 40, 20, false), (64, 33, 50, true), (32, 32, 7, true)]
+        {
+            let mut s = Stft::new(n_fft, win, hop, center);
+            let mut p = Vec::new();
+            let t = s.power(&x, &mut p);
+            assert_eq!(p.len(), t * s.n_bins());
+            let pad = if center { (n_fft / 2) as isize } else { 0 };
+            for (f, row) in p.chunks_exact(s.n_bins()).enumerate() {
+                let want = naive_power(&x, n_fft, win, (f * hop) as isize - pad);
+                let scale = want.iter().cloned().fold(1.0, f64::max);
+                for (k, (&got, want)) in row.iter().zip(&want).enumerate() {
+                    assert!((got as f64 - want).abs() < 1e-5 * scale, "{n_fft}/{win}/{hop}/{center} frame {f} bin {k}");
+                }
+            }
         }
     }
 

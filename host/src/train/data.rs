@@ -1,0 +1,238 @@
+//! Training data from the prepared cache: audio stacks (statics preloaded once, deltas
+//! stacked per batch) and video frames (read per batch, normalised per backbone).
+
+use crate::cache::{Cache, CacheItem, ClipHeader};
+use crate::dataset::grouped_validation_split;
+use crate::dataset::Item;
+use crate::rng::SplitMix64;
+use anyhow::{bail, ensure, Context, Result};
+use avsc_shared::dsp::deltas::stack6;
+use avsc_shared::image::{normalise, RgbImage};
+use avsc_shared::preset::DeltaParams;
+use avsc_shared::{Array3, FeatureKind, Normalisation};
+use half::f16;
+use rayon::prelude::*;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// One training example: (clip index, view index) — the view is a frame for video, 0 for audio.
+pub type Sample = (usize, usize);
+
+/// What the training loop needs from a task.
+pub trait Data: Sync {
+    /// (channels, height, width) of one input.
+    fn input_shape(&self) -> [usize; 3];
+    /// The training examples of one epoch, in order.
+    fn epoch_samples(&self, rng: &mut SplitMix64) -> Vec<Sample>;
+    /// One training input, CHW.
+    fn train_input(&self, s: Sample) -> Result<Vec<f32>>;
+    fn train_label(&self, clip: usize) -> usize;
+    fn val_len(&self) -> usize;
+    fn val_label(&self, clip: usize) -> usize;
+    /// Every view of a validation clip (its probabilities are averaged).
+    fn val_inputs(&self, clip: usize) -> Result<Vec<Vec<f32>>>;
+}
+
+/// The cache's labelled items of `split`, divided by location into (train, validation).
+pub fn split_items(cache: &Cache, split: &str, fraction: f64, seed: u64) -> Result<(Vec<CacheItem>, Vec<CacheItem>)> {
+    let items: Vec<Item> = cache
+        .items(split)
+        .into_iter()
+        .filter_map(|c| {
+            c.label().map(|label| Item {
+                id: c.id.clone(),
+                audio: None,
+                visual: None,
+                label: Some(label),
+                location: c.location.clone(),
+            })
+        })
+        .collect();
+    if items.is_empty() {
+        bail!("the cache at {} has no labelled items in split {split:?}", cache.root.display());
+    }
+    let (train, val) = grouped_validation_split(&items, fraction, seed);
+    let back = |v: Vec<Item>| -> Vec<CacheItem> {
+        v.iter().filter_map(|it| cache.manifest.items.iter().find(|c| c.id == it.id).cloned()).collect()
+    };
+    Ok((back(train), back(val)))
+}
+
+fn label_of(item: &CacheItem) -> usize {
+    item.label().expect("split_items keeps labelled items").index()
+}
+
+/// One feature kind's dB statics, preloaded (f16, as stored).
+pub struct AudioData {
+    deltas: DeltaParams,
+    shape: [usize; 3],
+    train: Vec<(Vec<f16>, usize)>,
+    val: Vec<(Vec<f16>, usize)>,
+}
+
+impl AudioData {
+    pub fn load(cache: &Cache, kind: FeatureKind, train: &[CacheItem], val: &[CacheItem]) -> Result<AudioData> {
+        let total = train.len() + val.len();
+        let pb = crate::progress::bar(total, "loading", "clips");
+        let load = |items: &[CacheItem]| -> Result<Vec<(Vec<f16>, [usize; 3], usize)>> {
+            items
+                .par_iter()
+                .map(|it| {
+                    let clip = cache.read(&it.id)?;
+                    pb.inc(1);
+                    let s = clip.spec(kind);
+                    Ok((s.data.iter().map(|&v| f16::from_f32(v)).collect(), s.shape, label_of(it)))
+                })
+                .collect()
+        };
+        let (train, val) = (load(train)?, load(val)?);
+        pb.finish_and_clear();
+        let shape = train.first().map(|t| t.1).context("no training clips")?;
+        ensure!(train.iter().chain(&val).all(|t| t.1 == shape), "spectrogram shapes differ across clips");
+        let strip = |v: Vec<(Vec<f16>, [usize; 3], usize)>| v.into_iter().map(|(d, _, l)| (d, l)).collect();
+        let deltas = cache.manifest.feature_preset.deltas.clone();
+        Ok(AudioData { deltas, shape, train: strip(train), val: strip(val) })
+    }
+
+    fn stack(&self, spec: &[f16]) -> Vec<f32> {
+        let a = Array3::from_vec(self.shape, spec.iter().map(|v| v.to_f32()).collect());
+        stack6(&a, &self.deltas).data
+    }
+}
+
+impl Data for AudioData {
+    fn input_shape(&self) -> [usize; 3] {
+        stack6(&Array3::zeros(self.shape), &self.deltas).shape
+    }
+    fn epoch_samples(&self, rng: &mut SplitMix64) -> Vec<Sample> {
+        let mut s: Vec<Sample> = (0..self.train.len()).map(|i| (i, 0)).collect();
+        rng.shuffle(&mut s);
+        s
+    }
+    fn train_input(&self, s: Sample) -> Result<Vec<f32>> {
+        Ok(self.stack(&self.train[s.0].0))
+    }
+    fn train_label(&self, clip: usize) -> usize {
+        self.train[clip].1
+    }
+    fn val_len(&self) -> usize {
+        self.val.len()
+    }
+    fn val_label(&self, clip: usize) -> usize {
+        self.val[clip].1
+    }
+    fn val_inputs(&self, clip: usize) -> Result<Vec<Vec<f32>>> {
+        Ok(vec![self.stack(&self.val[clip].0)])
+    }
+}
+
+/// Read frames `which` of a cached clip without reading its spectrograms or other frames.
+pub fn read_frames(path: &Path, which: &[usize]) -> Result<(ClipHeader, Vec<RgbImage>)> {
+    let inner = || -> Result<(ClipHeader, Vec<RgbImage>)> {
+        let mut f = std::fs::File::open(path)?;
+        let len = f.metadata()?.len() as usize;
+        let mut head = [0u8; 12];
+        f.read_exact(&mut head)?;
+        ensure!(&head[..8] == b"AVSCCLIP", "not an avsc clip file");
+        let hlen = u32::from_le_bytes(head[8..12].try_into().unwrap()) as usize;
+        ensure!(hlen < 1 << 20, "implausible header length");
+        let mut h = vec![0u8; hlen];
+        f.read_exact(&mut h)?;
+        let header: ClipHeader = serde_json::from_slice(&h).context("invalid clip header")?;
+        let [c, b, t] = header.spec_shape;
+        let fsz = header.frame_size * header.frame_size * 3;
+        let start = 12 + hlen + 3 * 2 * c * b * t;
+        ensure!(len == start + header.n_frames * fsz, "clip file size does not match its header");
+        let mut frames = Vec::with_capacity(which.len());
+        for &k in which {
+            ensure!(k < header.n_frames, "frame {k} of {}", header.n_frames);
+            f.seek(SeekFrom::Start((start + k * fsz) as u64))?;
+            let mut data = vec![0u8; fsz];
+            f.read_exact(&mut data)?;
+            frames.push(RgbImage { width: header.frame_size, height: header.frame_size, data });
+        }
+        Ok((header, frames))
+    };
+    inner().with_context(|| format!("{}: reading frames", path.display()))
+}
+
+/// Video frames: (clip, frame) pairs with the clip label.
+pub struct VisualData {
+    norm: Normalisation,
+    size: usize,
+    frames_per_clip: usize,
+    eval_frames: usize,
+    /// (path, frame count, label)
+    train: Vec<(PathBuf, usize, usize)>,
+    val: Vec<(PathBuf, usize, usize)>,
+}
+
+impl VisualData {
+    /// `frames_per_clip` random frames per training clip and epoch; `eval_frames` evenly
+    /// spaced frames per validation clip (0: all).
+    pub fn new(
+        cache: &Cache,
+        norm: Normalisation,
+        train: &[CacheItem],
+        val: &[CacheItem],
+        frames_per_clip: usize,
+        eval_frames: usize,
+    ) -> Result<VisualData> {
+        let entries = |items: &[CacheItem]| -> Result<Vec<(PathBuf, usize, usize)>> {
+            items
+                .iter()
+                .map(|it| {
+                    let path = Cache::item_path(&cache.root, &it.id);
+                    let (h, _) = read_frames(&path, &[])?;
+                    ensure!(h.n_frames > 0, "{}: no frames", path.display());
+                    Ok((path, h.n_frames, label_of(it)))
+                })
+                .collect()
+        };
+        let size = cache.manifest.frame_preset.size;
+        Ok(VisualData {
+            norm,
+            size,
+            frames_per_clip: frames_per_clip.max(1),
+            eval_frames,
+            train: entries(train)?,
+            val: entries(val)?,
+        })
+    }
+}
+
+impl Data for VisualData {
+    fn input_shape(&self) -> [usize; 3] {
+        [3, self.size, self.size]
+    }
+    fn epoch_samples(&self, rng: &mut SplitMix64) -> Vec<Sample> {
+        let mut s = Vec::new();
+        for (i, &(_, n, _)) in self.train.iter().enumerate() {
+            let mut frames: Vec<usize> = (0..n).collect();
+            rng.shuffle(&mut frames);
+            s.extend(frames.into_iter().take(self.frames_per_clip).map(|k| (i, k)));
+        }
+        rng.shuffle(&mut s);
+        s
+    }
+    fn train_input(&self, s: Sample) -> Result<Vec<f32>> {
+        let (_, frames) = read_frames(&self.train[s.0].0, &[s.1])?;
+        Ok(normalise(&frames[0], &self.norm))
+    }
+    fn train_label(&self, clip: usize) -> usize {
+        self.train[clip].2
+    }
+    fn val_len(&self) -> usize {
+        self.val.len()
+    }
+    fn val_label(&self, clip: usize) -> usize {
+        self.val[clip].2
+    }
+    fn val_inputs(&self, clip: usize) -> Result<Vec<Vec<f32>>> {
+        let (path, n, _) = &self.val[clip];
+        let k = if self.eval_frames == 0 { *n } else { self.eval_frames.min(*n) };
+        let which: Vec<usize> = (0..k).map(|j| (2 * j + 1) * n / (2 * k)).collect();
+        let (_, frames) = read_frames(path, &which)?;
+        Ok(frames.iter().map(|f| normalise(f, &self.norm)).collect())
+    }
+}

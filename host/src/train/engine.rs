@@ -1,0 +1,247 @@
+//! The generic Phase-I loop: mixup → KL loss → Adam (+ λΘ) with a cosine learning rate,
+//! validation per clip, and an atomic checkpoint per epoch that `resume` continues from.
+
+use super::data::Data;
+use super::math::{self, AdamParams, AdamState};
+use super::{EpochMetrics, Net, TrainConfig, TrainSummary};
+use crate::nets::{load_module, save_module, NUM_CLASSES};
+use crate::rng::SplitMix64;
+use anyhow::{bail, ensure, Context, Result};
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use burn::tensor::TensorData;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Instant;
+
+/// `checkpoint/state.json`: the last finished epoch and the files that hold it.
+#[derive(Serialize, Deserialize)]
+struct State {
+    /// Finished epochs.
+    epoch: usize,
+    /// What was trained (task, network, preset): a resume must match it.
+    meta: serde_json::Value,
+    config: TrainConfig,
+    history: Vec<EpochMetrics>,
+    model: String,
+    optimizer: String,
+}
+
+/// The config fields that must agree for a resume (everything but `resume` / `stop_after`).
+fn comparable(cfg: &TrainConfig) -> TrainConfig {
+    TrainConfig { resume: false, stop_after: None, ..cfg.clone() }
+}
+
+/// Adam with Keras' defaults and the coupled L2 term `l2`.
+fn adam_params(l2: f64) -> AdamParams {
+    AdamParams { beta1: 0.9, beta2: 0.999, eps: 1e-7, l2 }
+}
+
+/// Train `model` (built on the plain device, parameters initialised) on `data`.
+pub fn run<M: Net>(model: M, data: &dyn Data, cfg: &TrainConfig, out: &Path, meta: serde_json::Value) -> Result<TrainSummary> {
+    ensure!(cfg.batch_size > 0 && cfg.epochs > 0, "epochs and batch size must be positive");
+    let ckpt = out.join("checkpoint");
+    let state_path = ckpt.join("state.json");
+    let plain = Device::flex();
+    let device = plain.clone().autodiff();
+
+    let (model, mut adam, mut history, start) = if cfg.resume && state_path.exists() {
+        let text = std::fs::read_to_string(&state_path)?;
+        let st: State = serde_json::from_str(&text).with_context(|| format!("{}: invalid", state_path.display()))?;
+        if st.meta != meta || comparable(&st.config) != comparable(cfg) {
+            bail!("{}: the checkpoint was made by a different task or configuration", state_path.display());
+        }
+        let model = load_module(model, &ckpt.join(&st.model))?;
+        let bytes = std::fs::read(ckpt.join(&st.optimizer))?;
+        let adam = math::decode_adam(&bytes, &plain).context("reading the optimizer state")?;
+        eprintln!("resuming after epoch {} of {}", st.epoch, cfg.epochs);
+        (model, adam, st.history, st.epoch)
+    } else {
+        if ckpt.exists() {
+            std::fs::remove_dir_all(&ckpt).with_context(|| format!("clearing {}", ckpt.display()))?;
+        }
+        (model, AdamState::default(), Vec::new(), 0)
+    };
+    std::fs::create_dir_all(&ckpt).with_context(|| format!("creating {}", ckpt.display()))?;
+    let mut model = model.train();
+
+    let [c, h, w] = data.input_shape();
+    let n_train = data.epoch_samples(&mut SplitMix64::new(0)).len();
+    ensure!(n_train > 0, "no training examples");
+    let steps_per_epoch = n_train.div_ceil(cfg.batch_size);
+    let total_steps = steps_per_epoch * cfg.epochs;
+    let end = cfg.stop_after.map_or(cfg.epochs, |s| s.min(cfg.epochs));
+
+    for epoch in start..end {
+        let t0 = Instant::now();
+        // Everything random in an epoch derives from (seed, epoch): a resumed run repeats it.
+        plain.seed(SplitMix64::derive(cfg.seed, 1 << 32 | epoch as u64).next_u64());
+        let mut rng = SplitMix64::derive(cfg.seed, epoch as u64);
+        let samples = data.epoch_samples(&mut rng);
+        let pb = crate::progress::bar(steps_per_epoch, &format!("epoch {}", epoch + 1), "batches");
+        let (mut loss_sum, mut seen) = (0.0f64, 0usize);
+        let mut lr = cfg.lr;
+        for (b, batch) in samples.chunks(cfg.batch_size).enumerate() {
+            let n = batch.len();
+            let inputs: Vec<Vec<f32>> = batch.par_iter().map(|&s| data.train_input(s)).collect::<Result<_>>()?;
+            let mut x: Vec<f32> = inputs.concat();
+            let mut y = vec![0.0f32; n * NUM_CLASSES];
+            for (i, s) in batch.iter().enumerate() {
+                y[i * NUM_CLASSES + data.train_label(s.0)] = 1.0;
+            }
+            if cfg.mixup_alpha > 0.0 && n > 1 {
+                let lambda = math::beta(&mut rng, cfg.mixup_alpha, cfg.mixup_alpha) as f32;
+                let mut perm: Vec<usize> = (0..n).collect();
+                rng.shuffle(&mut perm);
+                math::mixup(&mut x, &mut y, n, lambda, &perm);
+            }
+            let x = Tensor::<4>::from_data(TensorData::new(x, [n, c, h, w]), &device);
+            let loss = math::kl_loss(model.embed(x).logits, &y);
+            let value: f32 = loss.clone().into_scalar();
+            ensure!(value.is_finite(), "the loss diverged (epoch {}, batch {b})", epoch + 1);
+            loss_sum += value as f64 * n as f64;
+            seen += n;
+            let grads = loss.backward();
+            lr = math::cosine_lr(cfg.lr, cfg.lr_min, epoch * steps_per_epoch + b, total_steps);
+            model = math::adam_step(model, &grads, &mut adam, adam_params(cfg.weight_decay), lr);
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+
+        let valid = model.valid();
+        let (val_accuracy, val_log_loss) = evaluate(&valid, data, cfg.batch_size, &plain)?;
+        let m = EpochMetrics {
+            epoch: epoch + 1,
+            train_loss: loss_sum / seen.max(1) as f64,
+            l2_penalty: 0.5 * cfg.weight_decay * math::squared_norm(&valid),
+            lr,
+            val_accuracy,
+            val_log_loss,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        eprintln!(
+            "epoch {}/{}: train KL {:.4}, L2 {:.4}, lr {:.2e}, val acc {:.4}, val log loss {:.4} ({:.1} s)",
+            m.epoch, cfg.epochs, m.train_loss, m.l2_penalty, m.lr, m.val_accuracy, m.val_log_loss, m.seconds
+        );
+        let best_so_far = history.iter().all(|p: &EpochMetrics| better(&m, p));
+        history.push(m);
+        checkpoint(&ckpt, &valid, &adam, epoch + 1, &meta, cfg, &history)?;
+        if best_so_far {
+            save_module(valid, &out.join("best.bpk"))?;
+        }
+        write_metrics(&out.join("metrics.csv"), &history)?;
+    }
+    let last = history.last().context("no finished epoch")?;
+    let best = history.iter().fold(last, |b, m| if better(m, b) { m } else { b });
+    Ok(TrainSummary {
+        epochs: last.epoch,
+        final_val_accuracy: last.val_accuracy,
+        final_val_log_loss: last.val_log_loss,
+        best_epoch: best.epoch,
+        best_val_accuracy: best.val_accuracy,
+        best_val_log_loss: best.val_log_loss,
+        checkpoint: ckpt.join(model_name(last.epoch)),
+        best_model: out.join("best.bpk"),
+        history: history.clone(),
+    })
+}
+
+/// Higher accuracy wins, then lower log loss; NaN (no validation) never beats anything.
+fn better(a: &EpochMetrics, b: &EpochMetrics) -> bool {
+    if b.val_accuracy.is_nan() {
+        return true;
+    }
+    a.val_accuracy > b.val_accuracy || (a.val_accuracy == b.val_accuracy && a.val_log_loss < b.val_log_loss)
+}
+
+fn model_name(epoch: usize) -> String {
+    format!("epoch-{epoch:04}.model.bpk")
+}
+
+/// Write the model and optimizer of `epoch`, then point `state.json` at them (atomically,
+/// last), then remove the previous epoch's files.
+fn checkpoint<M: Net>(
+    dir: &Path,
+    model: &M,
+    adam: &AdamState,
+    epoch: usize,
+    meta: &serde_json::Value,
+    cfg: &TrainConfig,
+    history: &[EpochMetrics],
+) -> Result<()> {
+    let (model_file, optim_file) = (model_name(epoch), format!("epoch-{epoch:04}.adam.bin"));
+    save_module(model.clone(), &dir.join(&model_file))?;
+    avsc_shared::write_atomic(&dir.join(&optim_file), &math::encode_adam(adam))?;
+    let st = State {
+        epoch,
+        meta: meta.clone(),
+        config: cfg.clone(),
+        history: history.to_vec(),
+        model: model_file.clone(),
+        optimizer: optim_file.clone(),
+    };
+    avsc_shared::write_atomic(&dir.join("state.json"), serde_json::to_string_pretty(&st)?.as_bytes())?;
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.starts_with("epoch-") && name != model_file && name != optim_file {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+    }
+    Ok(())
+}
+
+fn write_metrics(path: &Path, history: &[EpochMetrics]) -> Result<()> {
+    let mut s = String::from("epoch,train_loss,l2_penalty,lr,val_accuracy,val_log_loss,seconds\n");
+    for m in history {
+        s += &format!(
+            "{},{},{},{},{},{},{:.3}\n",
+            m.epoch, m.train_loss, m.l2_penalty, m.lr, m.val_accuracy, m.val_log_loss, m.seconds
+        );
+    }
+    avsc_shared::write_atomic(path, s.as_bytes())
+}
+
+/// Class probabilities of every view (`[n, classes]`, row-major), in batches.
+pub fn predict<M: Net>(model: &M, inputs: &[Vec<f32>], shape: [usize; 3], batch: usize, device: &Device) -> Result<Vec<f32>> {
+    let [c, h, w] = shape;
+    let mut probs = Vec::with_capacity(inputs.len() * NUM_CLASSES);
+    for chunk in inputs.chunks(batch.max(1)) {
+        let x = Tensor::<4>::from_data(TensorData::new(chunk.concat(), [chunk.len(), c, h, w]), device);
+        let p = softmax(model.embed(x).logits, 1).into_data().try_to_vec::<f32>();
+        probs.extend(p.map_err(|e| anyhow::anyhow!("{e:?}"))?);
+    }
+    Ok(probs)
+}
+
+/// Per-clip accuracy and log loss, averaging the probabilities of each clip's views.
+/// NaN for both when there is no validation clip.
+pub fn evaluate<M: Net>(model: &M, data: &dyn Data, batch: usize, device: &Device) -> Result<(f64, f64)> {
+    let n = data.val_len();
+    if n == 0 {
+        return Ok((f64::NAN, f64::NAN));
+    }
+    let (mut correct, mut log_loss) = (0usize, 0.0f64);
+    let clips_per_chunk = batch.max(1);
+    let clips: Vec<usize> = (0..n).collect();
+    for chunk in clips.chunks(clips_per_chunk) {
+        let views: Vec<Vec<Vec<f32>>> = chunk.par_iter().map(|&i| data.val_inputs(i)).collect::<Result<_>>()?;
+        let flat: Vec<Vec<f32>> = views.iter().flatten().cloned().collect();
+        let probs = predict(model, &flat, data.input_shape(), batch, device)?;
+        let mut row = 0;
+        for (&clip, v) in chunk.iter().zip(&views) {
+            let mut mean = [0.0f64; NUM_CLASSES];
+            for r in row..row + v.len() {
+                for (k, m) in mean.iter_mut().enumerate() {
+                    *m += probs[r * NUM_CLASSES + k] as f64 / v.len() as f64;
+                }
+            }
+            row += v.len();
+            let label = data.val_label(clip);
+            let argmax = (0..NUM_CLASSES).fold(0, |a, k| if mean[k] > mean[a] { k } else { a });
+            correct += usize::from(argmax == label);
+            log_loss -= mean[label].clamp(1e-15, 1.0).ln();
+        }
+    }
+    Ok((correct as f64 / n as f64, log_loss / n as f64))
+}

@@ -1,0 +1,183 @@
+use super::math::{beta, kl_loss, mixup};
+use super::*;
+use crate::cache::{write_manifest, CacheItem, ClipData, ClipHeader, Manifest, SCHEMA_VERSION};
+use avsc_shared::image::RgbImage;
+use avsc_shared::{Array3, FeaturePreset, FramePreset, LABELS};
+use std::sync::Mutex;
+
+/// The training tests share burn's process-wide generator and the two CI cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const BINS: usize = 16;
+const FRAMES_T: usize = 24;
+
+/// A cache of `classes` x `locations` x `per_loc` clips: the class is a bright band at a
+/// class-dependent bin of every spectrogram (and the mean colour of every frame).
+fn synthetic_cache(dir: &Path, classes: usize, locations: usize, per_loc: usize, frames: usize) {
+    let mut rng = SplitMix64::new(99);
+    let mut items = Vec::new();
+    std::fs::create_dir_all(dir.join("items")).unwrap();
+    for c in 0..classes {
+        for l in 0..locations {
+            for k in 0..per_loc {
+                let id = format!("{}-{l}-{k}", LABELS[c]);
+                let location = format!("{}-loc{l}", LABELS[c]);
+                let mut spec = || {
+                    let mut data = vec![0.0f32; 2 * BINS * FRAMES_T];
+                    for ch in 0..2 {
+                        for b in 0..BINS {
+                            for t in 0..FRAMES_T {
+                                let band = if b == 2 + 3 * c { 40.0 } else { 0.0 };
+                                data[(ch * BINS + b) * FRAMES_T + t] = -60.0 + band + 5.0 * rng.normal() as f32;
+                            }
+                        }
+                    }
+                    Array3::from_vec([2, BINS, FRAMES_T], data)
+                };
+                let specs = [spec(), spec(), spec()];
+                let frames: Vec<RgbImage> = (0..frames)
+                    .map(|_| {
+                        let mut img = RgbImage::new(224, 224);
+                        for (i, px) in img.data.iter_mut().enumerate() {
+                            let base = if i % 3 == c % 3 { 200.0 } else { 50.0 };
+                            *px = (base + 20.0 * rng.normal()).clamp(0.0, 255.0) as u8;
+                        }
+                        img
+                    })
+                    .collect();
+                let header = ClipHeader {
+                    id: id.clone(),
+                    label: Some(LABELS[c].into()),
+                    location: location.clone(),
+                    spec_shape: [2, BINS, FRAMES_T],
+                    n_frames: frames.len(),
+                    frame_size: 224,
+                    padded_seconds: 0.0,
+                };
+                let clip = ClipData { header, specs, frames };
+                std::fs::write(Cache::item_path(dir, &id), clip.encode()).unwrap();
+                items.push(CacheItem { id, label: Some(LABELS[c].into()), location, splits: vec!["train".into()] });
+            }
+        }
+    }
+    let manifest = Manifest {
+        schema_version: SCHEMA_VERSION,
+        feature_preset: FeaturePreset { n_bins: BINS, ..FeaturePreset::paper() },
+        frame_preset: FramePreset::default(),
+        labels: LABELS.iter().map(|s| s.to_string()).collect(),
+        dataset: "synthetic".into(),
+        items,
+    };
+    write_manifest(dir, &manifest).unwrap();
+}
+
+fn tiny_cfg(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 4,
+        lr: 3e-3,
+        lr_min: 3e-4,
+        weight_decay: 1e-4,
+        mixup_alpha: 0.2,
+        seed: 5,
+        val_fraction: 0.3,
+        split: "train".into(),
+        ..TrainConfig::default()
+    }
+}
+
+/// The tiny network without dropout: nothing in training then draws from burn's generator.
+fn no_dropout() -> ResInceptionConfig {
+    ResInceptionConfig { stage_dropout: 0.0, head_dropout: 0.0, ..ResInceptionConfig::tiny() }
+}
+
+#[test]
+fn kl_loss_matches_hand_computation() {
+    let device = Device::flex();
+    let l3 = 3.0f32.ln();
+    // softmax([0, ln 3]) = [1/4, 3/4].
+    let mut logits = vec![0.0f32; 2 * 10];
+    logits[1] = l3;
+    logits[11] = l3;
+    for (i, v) in logits.iter_mut().enumerate() {
+        if i % 10 >= 2 {
+            *v = -1e4; // other classes: probability 0
+        }
+    }
+    let logits = Tensor::<2>::from_data(burn::tensor::TensorData::new(logits, [2, 10]), &device);
+    let mut y = vec![0.0f32; 20];
+    y[0] = 0.5;
+    y[1] = 0.5;
+    y[11] = 1.0;
+    // 0.5 ln(0.5/0.25) + 0.5 ln(0.5/0.75) = 0.5 ln(4/3); ln(1/0.75) = ln(4/3).
+    let want = 0.5 * (0.5 * (4.0f64 / 3.0).ln() + (4.0f64 / 3.0).ln());
+    let got: f32 = kl_loss(logits, &y).into_scalar();
+    assert!((got as f64 - want).abs() < 1e-5, "{got} vs {want}");
+}
+
+#[test]
+fn mixup_mixes_inputs_and_labels() {
+    let mut x = vec![1.0, 2.0, 10.0, 20.0];
+    let mut y = vec![1.0, 0.0, 0.0, 1.0];
+    mixup(&mut x, &mut y, 2, 0.75, &[1, 0]);
+    assert_eq!(x, vec![3.25, 6.5, 7.75, 15.5]);
+    assert_eq!(y, vec![0.75, 0.25, 0.25, 0.75]);
+}
+
+#[test]
+fn beta_sampler_mean_and_variance() {
+    let mut rng = SplitMix64::new(3);
+    for (a, b) in [(0.4, 0.4), (2.0, 5.0)] {
+        let n = 20_000;
+        let xs: Vec<f64> = (0..n).map(|_| beta(&mut rng, a, b)).collect();
+        assert!(xs.iter().all(|x| (0.0..=1.0).contains(x)));
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
+        let (m, v) = (a / (a + b), a * b / ((a + b).powi(2) * (a + b + 1.0)));
+        assert!((mean - m).abs() < 0.01 && (var - v).abs() < 0.01, "Beta({a},{b}): mean {mean} var {var}");
+    }
+}
+
+#[test]
+fn tiny_audio_net_learns_the_easy_data() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    synthetic_cache(&dir.path().join("cache"), 4, 3, 3, 0);
+    let out = dir.path().join("out");
+    let t0 = std::time::Instant::now();
+    let s = train_audio(&dir.path().join("cache"), FeatureKind::Mel, SizePreset::Tiny, &tiny_cfg(5), &out).unwrap();
+    eprintln!("tiny audio: {:.2} s/epoch on 36 clips", t0.elapsed().as_secs_f64() / 5.0);
+    let h = &s.history;
+    assert_eq!(h.len(), 5);
+    assert!(h[4].train_loss < h[0].train_loss, "loss did not decrease: {h:?}");
+    assert!(s.best_val_accuracy >= 0.5, "chance is 0.25: {h:?}");
+    assert!(h.iter().all(|m| m.l2_penalty > 0.0));
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 6);
+    assert!(s.checkpoint.exists() && s.best_model.exists());
+}
+
+#[test]
+fn resume_reproduces_an_uninterrupted_run() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    synthetic_cache(&cache, 3, 2, 2, 0);
+    let cfg = TrainConfig { val_fraction: 0.5, ..tiny_cfg(2) };
+    let straight = train_audio_with(&cache, FeatureKind::Gam, &no_dropout(), &cfg, &dir.path().join("a")).unwrap();
+
+    let b = dir.path().join("b");
+    let first = TrainConfig { stop_after: Some(1), ..cfg.clone() };
+    assert_eq!(train_audio_with(&cache, FeatureKind::Gam, &no_dropout(), &first, &b).unwrap().epochs, 1);
+    let again = TrainConfig { resume: true, ..cfg.clone() };
+    let resumed = train_audio_with(&cache, FeatureKind::Gam, &no_dropout(), &again, &b).unwrap();
+    assert_eq!(resumed.epochs, 2);
+    let (x, y) = (&straight.history[1], &resumed.history[1]);
+    assert_eq!(
+        (x.train_loss, x.l2_penalty, x.val_accuracy, x.val_log_loss),
+        (y.train_loss, y.l2_penalty, y.val_accuracy, y.val_log_loss)
+    );
+    // A different configuration refuses to resume.
+    let other = TrainConfig { lr: 1e-2, ..again };
+    assert!(train_audio_with(&cache, FeatureKind::Gam, &no_dropout(), &other, &b).is_err());
+}
