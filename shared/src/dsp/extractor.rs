@@ -111,9 +111,7 @@ impl FeatureExtractor {
 
     fn cqt_plane(&mut self, x: &[f32]) -> (Vec<f32>, usize) {
         let p = &self.preset;
-        let cqt = self
-            .cqt
-            .get_or_insert_with(|| Cqt::new(p.sample_rate, p.stft.hop_length, p.n_bins, p.fmin, &p.cqt));
+        let cqt = self.cqt.get_or_insert_with(|| Cqt::new(p.sample_rate, p.stft.hop_length, p.n_bins, p.fmin, &p.cqt));
         let full = cqt.magnitude(x, &mut self.cqt_buf);
         let crop = self.preset.cqt.crop_frames;
         let t = full.saturating_sub(2 * crop);
