@@ -4,6 +4,7 @@ use avsc_host::synth::{self, SynthConfig};
 use avsc_shared::{FeatureKind, FeaturePreset};
 use clap::{Parser, Subcommand, ValueEnum};
 use avsc_host::dataset::Split;
+use avsc_host::nets::torchvision::{import_torchvision, Backbone};
 use avsc_host::prepare::{self, PrepareArgs};
 use avsc_shared::FramePreset;
 use std::io::IsTerminal;
@@ -74,6 +75,23 @@ enum Cmd {
         /// Worker threads (default: all cores).
         #[arg(long)]
         jobs: Option<usize>,
+    },
+    /// Import torchvision ImageNet weights into a visual backbone (paper widths).
+    ///
+    /// Reads a torchvision state dict (`.safetensors`, or `.pth`/`.pt`) of `inception_v3`
+    /// or `convnext_tiny` through an explicit key-mapping table (host/src/nets/torchvision.rs)
+    /// and writes a burn record for `train-visual --weights`. Nothing is downloaded: give the
+    /// file. The Dense block FC(1024) -> FC(10) starts fresh.
+    ImportWeights {
+        /// inception-v3 or convnext-tiny
+        #[arg(long)]
+        backbone: String,
+        /// torchvision checkpoint file.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Output burn record (written atomically).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Write a synthetic stand-in dataset (folder layout: <label>/<clip>.wav + frame PNGs).
     ///
@@ -151,6 +169,20 @@ fn run(cli: Cli) -> Result<()> {
             if !r.failed.is_empty() {
                 std::process::exit(2);
             }
+        }
+        Cmd::ImportWeights { backbone, checkpoint, out } => {
+            let backbone: Backbone = backbone.parse()?;
+            let device = burn::prelude::Device::flex();
+            let imported = import_torchvision(backbone, &checkpoint, &device)?;
+            imported.net.save(&out)?;
+            eprintln!(
+                "import-weights: {} tensors from {} into {} ({} parameters); new Dense block: {}",
+                imported.loaded,
+                checkpoint.display(),
+                out.display(),
+                imported.net.trainable_params(),
+                imported.fresh.join(", ")
+            );
         }
         Cmd::Synth {
             out,

@@ -39,7 +39,7 @@ fn make_tau(dir: &Path, clips: &[(&str, &str)]) {
                 std::fs::copy(&src, dir.join(sub).join(format!("{stem}.{ext}"))).unwrap();
             }
         }
-        let loc = stem.splitn(2, '-').nth(1).unwrap().rsplit_once('-').unwrap().0;
+        let loc = stem.split_once('-').unwrap().1.rsplit_once('-').unwrap().0;
         meta.push_str(&format!("audio/{stem}.wav\tvideo/{stem}.mp4\t{label}\t{loc}\n"));
     }
     std::fs::write(dir.join("meta.csv"), meta).unwrap();

@@ -42,9 +42,9 @@ pub enum Transform {
 use Transform::{Flatten, Keep, Transpose};
 
 /// torchvision suffix → our suffix.
-type Leaf = (&'static str, &'static str, Transform);
+pub type Leaf = (&'static str, &'static str, Transform);
 /// torchvision prefix → our prefix, and the leaf table for what follows.
-type Rule = (&'static str, &'static str, &'static [Leaf]);
+pub type Rule = (&'static str, &'static str, &'static [Leaf]);
 
 /// torchvision `BasicConv2d`: conv (no bias) + BatchNorm.
 const BASIC_CONV2D: &[Leaf] = &[

@@ -117,7 +117,7 @@ pub fn redraw<M: Module>(module: M, seed: u64) -> M {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
             let rng = &mut self.0;
             param.map(|t| {
-                let v: Vec<f32> = t.clone().into_data().try_to_vec().unwrap_or_default();
+                let v: Vec<f32> = t.clone().into_data().try_to_vec().expect("f32 parameters");
                 if v.len() < 2 {
                     return t;
                 }

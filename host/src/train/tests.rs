@@ -181,3 +181,53 @@ fn resume_reproduces_an_uninterrupted_run() {
     let other = TrainConfig { lr: 1e-2, ..again };
     assert!(train_audio_with(&cache, FeatureKind::Gam, &no_dropout(), &other, &b).is_err());
 }
+
+#[test]
+fn debug_redraw_is_deterministic() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex();
+    let x = Tensor::<4>::from_data(
+        burn::tensor::TensorData::new((0..6 * 16 * 20).map(|i| (i as f32 * 0.37).sin()).collect::<Vec<f32>>(), [1, 6, 16, 20]),
+        &device,
+    );
+    let out = |seed| {
+        let m = math::redraw(no_dropout().init(&device), seed);
+        let v: Vec<f32> = m.valid().forward(x.clone()).logits.into_data().try_to_vec().unwrap();
+        (math::squared_norm(&m), v)
+    };
+    let (a, b) = (out(1), out(1));
+    eprintln!("{:?}\n{:?}", a, b);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn debug_list() {
+    use burn::module::{ModuleVisitor, Param};
+    struct L(Vec<String>, Vec<(String, f64)>);
+    impl ModuleVisitor for L {
+        fn enter_module(&mut self, name: &str, _c: &str) {
+            self.0.push(name.to_string());
+        }
+        fn exit_module(&mut self, _n: &str, _c: &str) {
+            self.0.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let v: Vec<f32> = param.val().into_data().try_to_vec().unwrap();
+            self.1.push((self.0.join("."), v.iter().map(|x| *x as f64 * *x as f64).sum()));
+        }
+    }
+    let device = Device::flex();
+    let list = || {
+        let m = math::redraw(no_dropout().init(&device), 1);
+        let mut l = L(vec![], vec![]);
+        m.visit(&mut l);
+        l.1
+    };
+    let (a, b) = (list(), list());
+    for (x, y) in a.iter().zip(&b) {
+        if x != y {
+            eprintln!("DIFF {x:?} {y:?}");
+        }
+    }
+    eprintln!("{} params", a.len());
+}
