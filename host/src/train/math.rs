@@ -107,33 +107,36 @@ pub fn squared_norm<M: Module>(module: &M) -> f64 {
     sum.total
 }
 
-/// Redraw every randomly initialised parameter (every non-constant one) from a uniform
-/// distribution with the same mean and variance, from `SplitMix64(seed)`: burn's own
-/// initialisers draw from a process-wide generator that other threads share, this does not.
-/// For burn's default Kaiming-uniform layers the distribution is unchanged.
+/// Redraw every randomly initialised (non-constant) parameter from burn's default
+/// Kaiming-uniform distribution, U(-1/√fan_in, 1/√fan_in), with `SplitMix64(seed)`: burn's
+/// own initialisers draw from a process-wide generator that other threads share, this does
+/// not. fan_in: `[in, out]` Linear weights → in; `[out, in, k...]` conv weights → in·k...;
+/// a bias takes the fan_in of the weight before it. Constant parameters (norm scales and
+/// shifts, layer scales, running statistics) are kept.
 pub fn redraw<M: Module>(module: M, seed: u64) -> M {
-    struct Redraw(SplitMix64);
+    struct Redraw(SplitMix64, usize);
     impl ModuleMapper for Redraw {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let rng = &mut self.0;
+            let Redraw(rng, last_fan_in) = self;
             param.map(|t| {
                 let v: Vec<f32> = t.clone().into_data().try_to_vec().expect("f32 parameters");
-                if v.len() < 2 {
+                if v.iter().all(|&x| x == v[0]) {
                     return t;
                 }
-                let n = v.len() as f64;
-                let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
-                let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
-                if var == 0.0 {
-                    return t;
-                }
-                let a = (3.0 * var).sqrt();
-                let data: Vec<f32> = (0..v.len()).map(|_| (mean + rng.range(-a, a)) as f32).collect();
+                let dims = t.dims();
+                let fan_in = match D {
+                    0 | 1 => *last_fan_in,
+                    2 => dims[0],
+                    _ => dims[1..].iter().product(),
+                };
+                *last_fan_in = fan_in;
+                let b = 1.0 / (fan_in.max(1) as f64).sqrt();
+                let data: Vec<f32> = (0..v.len()).map(|_| rng.range(-b, b) as f32).collect();
                 Tensor::from_data(TensorData::new(data, t.shape()), &t.device())
             })
         }
     }
-    module.map(&mut Redraw(SplitMix64::new(seed)))
+    module.map(&mut Redraw(SplitMix64::new(seed), 1))
 }
 
 /// Adam hyper-parameters (Keras defaults).
