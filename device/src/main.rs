@@ -6,11 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "avsc-device",
-    version,
-    about = "avsc on the edge: classify scenes from a microphone and a camera"
-)]
+#[command(name = "avsc-device", version, about = "avsc on the edge: classify scenes from a microphone and a camera")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

@@ -11,46 +11,25 @@ use std::path::Path;
 /// Read a WAV, make it stereo at the preset's rate. Notes go to stderr.
 pub fn load_audio(path: &Path, preset: &FeaturePreset) -> Result<Audio> {
     let audio = wav::read(path)?;
-    let (audio, duplicated) = audio
-        .into_stereo()
-        .with_context(|| format!("{}: unsupported channel layout", path.display()))?;
+    let (audio, duplicated) =
+        audio.into_stereo().with_context(|| format!("{}: unsupported channel layout", path.display()))?;
     if duplicated {
-        eprintln!(
-            "note: {} is mono; duplicating it to both channels",
-            path.display()
-        );
+        eprintln!("note: {} is mono; duplicating it to both channels", path.display());
     }
     if audio.sample_rate == preset.sample_rate {
         return Ok(audio);
     }
-    eprintln!(
-        "note: resampling {} from {} Hz to {} Hz",
-        path.display(),
-        audio.sample_rate,
-        preset.sample_rate
-    );
+    eprintln!("note: resampling {} from {} Hz to {} Hz", path.display(), audio.sample_rate, preset.sample_rate);
     let r = Resampler::new(audio.sample_rate, preset.sample_rate, &preset.resample);
     let channels = audio.channels.iter().map(|c| r.process(c)).collect();
-    Ok(Audio {
-        sample_rate: preset.sample_rate,
-        channels,
-    })
+    Ok(Audio { sample_rate: preset.sample_rate, channels })
 }
 
 /// The spectrogram of `audio` (already stereo at the preset's rate): (2, bins, T) in dB, or
 /// the 6-channel stack with deltas.
-pub fn compute(
-    audio: &Audio,
-    kind: FeatureKind,
-    preset: &FeaturePreset,
-    deltas: bool,
-) -> Result<Array3> {
+pub fn compute(audio: &Audio, kind: FeatureKind, preset: &FeaturePreset, deltas: bool) -> Result<Array3> {
     let s = &preset.stft;
-    let frames_needed = if deltas && preset.delta_crop() > 0 {
-        preset.deltas.width
-    } else {
-        1
-    };
+    let frames_needed = if deltas && preset.delta_crop() > 0 { preset.deltas.width } else { 1 };
     // Uncentred framing (MEL in `paper`, GAM always: Ellis' specgram) needs whole frames.
     let n_fft = match kind {
         FeatureKind::Gam => Some(preset.gammatone.n_fft),
@@ -70,24 +49,13 @@ pub fn compute(
     }
     let mut fx = FeatureExtractor::new(preset);
     let ch = audio.channel_refs();
-    Ok(if deltas {
-        fx.stack(kind, &ch)
-    } else {
-        fx.db(kind, &ch)
-    })
+    Ok(if deltas { fx.stack(kind, &ch) } else { fx.db(kind, &ch) })
 }
 
 /// The whole verb: read, compute, write atomically (nothing is written on error).
-pub fn run(
-    input: &Path,
-    kind: FeatureKind,
-    preset: &FeaturePreset,
-    deltas: bool,
-    out: &Path,
-) -> Result<[usize; 3]> {
+pub fn run(input: &Path, kind: FeatureKind, preset: &FeaturePreset, deltas: bool, out: &Path) -> Result<[usize; 3]> {
     let audio = load_audio(input, preset)?;
-    let spec =
-        compute(&audio, kind, preset, deltas).with_context(|| format!("{}", input.display()))?;
+    let spec = compute(&audio, kind, preset, deltas).with_context(|| format!("{}", input.display()))?;
     npy::write_f32(out, &spec.shape, &spec.data)?;
     Ok(spec.shape)
 }

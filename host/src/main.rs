@@ -1,12 +1,12 @@
 use anyhow::Result;
-use avsc_host::progress;
-use avsc_host::synth::{self, SynthConfig};
-use avsc_shared::{FeatureKind, FeaturePreset};
-use clap::{Parser, Subcommand, ValueEnum};
 use avsc_host::dataset::Split;
 use avsc_host::nets::torchvision::{import_torchvision, Backbone};
 use avsc_host::prepare::{self, PrepareArgs};
+use avsc_host::progress;
+use avsc_host::synth::{self, SynthConfig};
 use avsc_shared::FramePreset;
+use avsc_shared::{FeatureKind, FeaturePreset};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -184,32 +184,14 @@ fn run(cli: Cli) -> Result<()> {
                 imported.fresh.join(", ")
             );
         }
-        Cmd::Synth {
-            out,
-            clips_per_class,
-            seed,
-            audio_noise,
-            visual_noise,
-        } => {
-            let cfg = SynthConfig {
-                clips_per_class,
-                seed,
-                audio_noise,
-                visual_noise,
-                ..Default::default()
-            };
+        Cmd::Synth { out, clips_per_class, seed, audio_noise, visual_noise } => {
+            let cfg = SynthConfig { clips_per_class, seed, audio_noise, visual_noise, ..Default::default() };
             let pb = progress::bar(clips_per_class * avsc_shared::NUM_CLASSES, "synth", "clips");
             let n = synth::write(&out, &cfg, |done, _| pb.set_position(done as u64))?;
             pb.finish();
             eprintln!("synth: {n} clips in {}", out.display());
         }
-        Cmd::Features {
-            input,
-            kind,
-            preset,
-            deltas,
-            out,
-        } => {
+        Cmd::Features { input, kind, preset, deltas, out } => {
             let preset = preset_by(preset)?;
             let shape = avsc_host::features::run(&input, kind.into(), &preset, deltas, &out)?;
             println!("{}: {:?} float32", out.display(), shape);

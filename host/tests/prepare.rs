@@ -104,7 +104,8 @@ fn killed_mid_way_then_rerun_completes_with_no_corrupt_item() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let o = Command::new(bin).args(["prepare", "--dataset"]).arg(tau_mini()).arg("--out").arg(out.path()).output().unwrap();
+    let o =
+        Command::new(bin).args(["prepare", "--dataset"]).arg(tau_mini()).arg("--out").arg(out.path()).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let cache = Cache::open(out.path()).unwrap();
     assert_eq!(cache.items("all").len(), 20);

@@ -14,11 +14,7 @@ use std::hint::black_box;
 fn clip() -> Vec<Vec<f32>> {
     let path = reference_dir().join("golden/input_scene_10s.npy");
     match npy::read(&path) {
-        Ok(a) => a
-            .data
-            .chunks_exact(a.shape[1])
-            .map(<[f32]>::to_vec)
-            .collect(),
+        Ok(a) => a.data.chunks_exact(a.shape[1]).map(<[f32]>::to_vec).collect(),
         // Without the reference folder: a deterministic chirp + noise clip of the same size.
         Err(_) => (0..2)
             .map(|c| {
@@ -46,20 +42,12 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("paper_10s_stereo");
     g.sample_size(30);
     for kind in FeatureKind::ALL {
-        g.bench_function(format!("{kind}_db"), |b| {
-            b.iter(|| black_box(fx.db(kind, black_box(&ch))))
-        });
+        g.bench_function(format!("{kind}_db"), |b| b.iter(|| black_box(fx.db(kind, black_box(&ch)))));
     }
     let db = fx.db(FeatureKind::Mel, &ch);
-    g.bench_function("deltas", |b| {
-        b.iter(|| black_box(stack6(black_box(&db), &preset.deltas)))
-    });
-    g.bench_function("all_three_stacks", |b| {
-        b.iter(|| black_box(fx.stacks_all(black_box(&ch))))
-    });
-    g.bench_function("extractor_new", |b| {
-        b.iter(|| black_box(FeatureExtractor::new(&preset)))
-    });
+    g.bench_function("deltas", |b| b.iter(|| black_box(stack6(black_box(&db), &preset.deltas))));
+    g.bench_function("all_three_stacks", |b| b.iter(|| black_box(fx.stacks_all(black_box(&ch)))));
+    g.bench_function("extractor_new", |b| b.iter(|| black_box(FeatureExtractor::new(&preset))));
     g.finish();
 }
 

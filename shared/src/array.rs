@@ -8,18 +8,11 @@ pub struct Array3 {
 
 impl Array3 {
     pub fn zeros(shape: [usize; 3]) -> Array3 {
-        Array3 {
-            shape,
-            data: vec![0.0; shape[0] * shape[1] * shape[2]],
-        }
+        Array3 { shape, data: vec![0.0; shape[0] * shape[1] * shape[2]] }
     }
 
     pub fn from_vec(shape: [usize; 3], data: Vec<f32>) -> Array3 {
-        assert_eq!(
-            shape[0] * shape[1] * shape[2],
-            data.len(),
-            "shape {shape:?} does not match data length"
-        );
+        assert_eq!(shape[0] * shape[1] * shape[2], data.len(), "shape {shape:?} does not match data length");
         Array3 { shape, data }
     }
 
@@ -61,11 +54,7 @@ impl Array3 {
         let mut data = Vec::new();
         let mut c = 0;
         for p in parts {
-            assert_eq!(
-                [p.shape[1], p.shape[2]],
-                [f, t],
-                "concat: mismatched shapes"
-            );
+            assert_eq!([p.shape[1], p.shape[2]], [f, t], "concat: mismatched shapes");
             data.extend_from_slice(&p.data);
             c += p.shape[0];
         }

@@ -23,11 +23,7 @@ pub struct RgbImage {
 impl RgbImage {
     /// A black image.
     pub fn new(width: usize, height: usize) -> RgbImage {
-        RgbImage {
-            width,
-            height,
-            data: vec![0; width * height * 3],
-        }
+        RgbImage { width, height, data: vec![0; width * height * 3] }
     }
 }
 
@@ -54,9 +50,7 @@ impl FrameResizer {
         FrameResizer {
             resizer: Resizer::new(),
             // No alpha channel in RGB8, but say so: premultiplication would only cost time.
-            options: ResizeOptions::new()
-                .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-                .use_alpha(false),
+            options: ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).use_alpha(false),
             scratch: RgbImage::default(),
         }
     }
@@ -74,10 +68,7 @@ impl FrameResizer {
     /// Resize into `out`, whose `width` and `height` give the target size; `out.data` is
     /// resized to fit, so passing the same `out` every frame allocates nothing.
     pub fn resize_into(&mut self, img: &RgbImage, out: &mut RgbImage) {
-        assert!(
-            img.width > 0 && img.height > 0,
-            "resize: empty source image"
-        );
+        assert!(img.width > 0 && img.height > 0, "resize: empty source image");
         assert!(out.width > 0 && out.height > 0, "resize: empty target size");
         assert_eq!(
             img.data.len(),
@@ -90,25 +81,15 @@ impl FrameResizer {
         out.data.resize(out.width * out.height * 3, 0);
         let src = ImageRef::new(dim(img.width), dim(img.height), &img.data, PixelType::U8x3)
             .expect("buffer size checked above; u8x3 has no alignment requirement");
-        let mut dst = Image::from_slice_u8(
-            dim(out.width),
-            dim(out.height),
-            &mut out.data,
-            PixelType::U8x3,
-        )
-        .expect("buffer sized above; u8x3 has no alignment requirement");
+        let mut dst = Image::from_slice_u8(dim(out.width), dim(out.height), &mut out.data, PixelType::U8x3)
+            .expect("buffer sized above; u8x3 has no alignment requirement");
         self.resizer
             .resize(&src, &mut dst, &self.options)
             .expect("same pixel type on both sides and no cropping: resize cannot fail");
     }
 
     /// Resize + normalise, reusing this resizer's buffers for the intermediate frame.
-    pub fn preprocess(
-        &mut self,
-        img: &RgbImage,
-        frames: &FramePreset,
-        n: &Normalisation,
-    ) -> Vec<f32> {
+    pub fn preprocess(&mut self, img: &RgbImage, frames: &FramePreset, n: &Normalisation) -> Vec<f32> {
         // Taken out and put back because resize_into borrows all of self.
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.width = frames.size;
@@ -138,13 +119,7 @@ pub fn resize_rgb(img: &RgbImage, size: usize) -> RgbImage {
 /// are tabulated once rather than recomputed per pixel.
 pub fn normalise(img: &RgbImage, n: &Normalisation) -> Vec<f32> {
     let plane = img.width * img.height;
-    assert_eq!(
-        img.data.len(),
-        plane * 3,
-        "normalise: data does not match {}x{} RGB",
-        img.width,
-        img.height
-    );
+    assert_eq!(img.data.len(), plane * 3, "normalise: data does not match {}x{} RGB", img.width, img.height);
     let mut out = vec![0.0f32; plane * 3];
     for c in 0..3 {
         let lut: [f32; 256] = std::array::from_fn(|v| match n {

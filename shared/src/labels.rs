@@ -51,12 +51,7 @@ impl FromStr for Label {
             .iter()
             .position(|l| *l == s)
             .map(|i| Label(i as u8))
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "unknown scene label {s:?} (expected one of {})",
-                    LABELS.join(", ")
-                )
-            })
+            .ok_or_else(|| anyhow::anyhow!("unknown scene label {s:?} (expected one of {})", LABELS.join(", ")))
     }
 }
 

@@ -13,14 +13,7 @@ pub struct NpyArray {
 fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
     let dims = match shape.len() {
         1 => format!("({},)", shape[0]),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
     };
     let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
     // Total header (magic 6 + version 2 + len 2 + dict + '\n') padded to a multiple of 64.
@@ -35,11 +28,7 @@ fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
 
 /// Encode a little-endian f32 array as .npy bytes.
 pub fn encode_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
-    assert_eq!(
-        shape.iter().product::<usize>(),
-        data.len(),
-        "npy: shape does not match data"
-    );
+    assert_eq!(shape.iter().product::<usize>(), data.len(), "npy: shape does not match data");
     let mut out = header("<f4", shape);
     out.reserve(data.len() * 4);
     for v in data {
@@ -64,23 +53,14 @@ pub fn decode(bytes: &[u8]) -> Result<NpyArray> {
             if bytes.len() < 12 {
                 bail!("truncated .npy header");
             }
-            (
-                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-                12,
-            )
+            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
         }
         v => bail!("unsupported .npy version {v}"),
     };
-    let h = std::str::from_utf8(
-        bytes
-            .get(start..start + hlen)
-            .context("truncated .npy header")?,
-    )
-    .context(".npy header is not UTF-8")?;
+    let h = std::str::from_utf8(bytes.get(start..start + hlen).context("truncated .npy header")?)
+        .context(".npy header is not UTF-8")?;
     let field = |key: &str| -> Result<&str> {
-        let i = h
-            .find(key)
-            .with_context(|| format!(".npy header lacks {key}"))?;
+        let i = h.find(key).with_context(|| format!(".npy header lacks {key}"))?;
         Ok(h[i + key.len()..].trim_start_matches([' ', ':']))
     };
     let descr = field("'descr'")?;
@@ -112,12 +92,7 @@ pub fn decode(bytes: &[u8]) -> Result<NpyArray> {
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
             .collect(),
-        "|u1" => body
-            .get(..n)
-            .context("truncated .npy data")?
-            .iter()
-            .map(|&b| b as f32)
-            .collect(),
+        "|u1" => body.get(..n).context("truncated .npy data")?.iter().map(|&b| b as f32).collect(),
         d => bail!("unsupported .npy dtype {d}"),
     };
     Ok(NpyArray { shape, data })

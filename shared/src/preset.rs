@@ -143,16 +143,8 @@ impl FeaturePreset {
             fmin: 10.0,
             fmax: 16_000.0,
             clip_seconds: 10.0,
-            stft: StftParams {
-                n_fft: 4096,
-                win_length: 2560,
-                hop_length: 1024,
-                center: false,
-            },
-            gammatone: GammatoneParams {
-                n_fft: 4096,
-                width: 1.0,
-            },
+            stft: StftParams { n_fft: 4096, win_length: 2560, hop_length: 1024, center: false },
+            gammatone: GammatoneParams { n_fft: 4096, width: 1.0 },
             cqt: CqtParams {
                 bins_per_octave: 24,
                 filter_scale: 1.0,
@@ -160,20 +152,10 @@ impl FeaturePreset {
                 crop_frames: 2,
                 // Measured on soxr 1.1 HQ's /2 filter: flat to 0.913 of the output Nyquist,
                 // >= 120 dB from Nyquist on. A wider passband makes the CQT match worse.
-                decimator: ResampleParams {
-                    passband: 0.913,
-                    stopband_db: 120.0,
-                },
+                decimator: ResampleParams { passband: 0.913, stopband_db: 120.0 },
             },
-            db: DbParams {
-                reference: 1.0,
-                amin: 1e-10,
-                top_db: 80.0,
-            },
-            deltas: DeltaParams {
-                width: 5,
-                mode: DeltaMode::Valid,
-            },
+            db: DbParams { reference: 1.0, amin: 1e-10, top_db: 80.0 },
+            deltas: DeltaParams { width: 5, mode: DeltaMode::Valid },
             resample: Self::resampler(),
         }
     }
@@ -182,25 +164,11 @@ impl FeaturePreset {
     pub fn hop14() -> FeaturePreset {
         FeaturePreset {
             name: "hop14".into(),
-            stft: StftParams {
-                n_fft: 4096,
-                win_length: 2560,
-                hop_length: 448,
-                center: true,
-            },
+            stft: StftParams { n_fft: 4096, win_length: 2560, hop_length: 448, center: true },
             // gammatone's fft_gtgram: next power of two of twice the window.
-            gammatone: GammatoneParams {
-                n_fft: 8192,
-                width: 1.0,
-            },
-            cqt: CqtParams {
-                crop_frames: 0,
-                ..Self::paper().cqt
-            },
-            deltas: DeltaParams {
-                width: 9,
-                mode: DeltaMode::Interp,
-            },
+            gammatone: GammatoneParams { n_fft: 8192, width: 1.0 },
+            cqt: CqtParams { crop_frames: 0, ..Self::paper().cqt },
+            deltas: DeltaParams { width: 9, mode: DeltaMode::Interp },
             ..Self::paper()
         }
     }
@@ -208,20 +176,14 @@ impl FeaturePreset {
     fn resampler() -> ResampleParams {
         // Ingest (e.g. 48 kHz recordings): flat to 95 % of the 16-kHz Nyquist so a 15 kHz
         // tone keeps its level, >= 120 dB rejection of what would alias.
-        ResampleParams {
-            passband: 0.95,
-            stopband_db: 120.0,
-        }
+        ResampleParams { passband: 0.95, stopband_db: 120.0 }
     }
 
     pub fn by_name(name: &str) -> anyhow::Result<FeaturePreset> {
         match name {
             "paper" => Ok(Self::paper()),
             "hop14" => Ok(Self::hop14()),
-            _ => anyhow::bail!(
-                "unknown feature preset {name:?} (expected one of {})",
-                Self::NAMES.join(", ")
-            ),
+            _ => anyhow::bail!("unknown feature preset {name:?} (expected one of {})", Self::NAMES.join(", ")),
         }
     }
 
@@ -251,10 +213,7 @@ pub enum Normalisation {
 
 impl Normalisation {
     pub fn imagenet() -> Normalisation {
-        Normalisation::MeanStd {
-            mean: [0.485, 0.456, 0.406],
-            std: [0.229, 0.224, 0.225],
-        }
+        Normalisation::MeanStd { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }
     }
 }
 
@@ -269,10 +228,7 @@ pub struct FramePreset {
 
 impl Default for FramePreset {
     fn default() -> Self {
-        FramePreset {
-            fps: 2.0,
-            size: 224,
-        }
+        FramePreset { fps: 2.0, size: 224 }
     }
 }
 
@@ -289,8 +245,7 @@ mod tests {
             assert_eq!(p, back);
         }
         let n = Normalisation::imagenet();
-        let back: Normalisation =
-            serde_json::from_str(&serde_json::to_string(&n).unwrap()).unwrap();
+        let back: Normalisation = serde_json::from_str(&serde_json::to_string(&n).unwrap()).unwrap();
         assert_eq!(n, back);
         assert!(FeaturePreset::by_name("hop15").is_err());
     }

@@ -60,10 +60,7 @@ fn u32_at(b: &[u8], i: usize) -> u32 {
 
 /// Decode WAV bytes.
 pub fn decode(b: &[u8]) -> Result<Audio> {
-    ensure!(
-        b.len() >= 12 && &b[0..4] == b"RIFF" && &b[8..12] == b"WAVE",
-        "not a RIFF/WAVE file"
-    );
+    ensure!(b.len() >= 12 && &b[0..4] == b"RIFF" && &b[8..12] == b"WAVE", "not a RIFF/WAVE file");
     let mut pos = 12;
     let mut fmt: Option<(SampleFormat, usize, u32)> = None;
     while pos + 8 <= b.len() {
@@ -105,14 +102,8 @@ pub fn decode(b: &[u8]) -> Result<Audio> {
             };
             let frame = width * channels;
             let available = b.len() - body;
-            ensure!(
-                size <= available,
-                "truncated: data chunk declares {size} bytes but only {available} are present"
-            );
-            ensure!(
-                size % frame == 0,
-                "data chunk size {size} is not a whole number of {channels}-channel frames"
-            );
+            ensure!(size <= available, "truncated: data chunk declares {size} bytes but only {available} are present");
+            ensure!(size % frame == 0, "data chunk size {size} is not a whole number of {channels}-channel frames");
             let n = size / frame;
             ensure!(n > 0, "no audio samples");
             let data = &b[body..body + size];
@@ -120,28 +111,17 @@ pub fn decode(b: &[u8]) -> Result<Audio> {
             for (i, s) in data.chunks_exact(width).enumerate() {
                 let v = match format {
                     SampleFormat::Int(16) => i16::from_le_bytes([s[0], s[1]]) as f32 / 32768.0,
-                    SampleFormat::Int(24) => {
-                        (i32::from_le_bytes([0, s[0], s[1], s[2]]) >> 8) as f32 / 8_388_608.0
-                    }
-                    SampleFormat::Int(_) => {
-                        i32::from_le_bytes([s[0], s[1], s[2], s[3]]) as f32 / 2_147_483_648.0
-                    }
+                    SampleFormat::Int(24) => (i32::from_le_bytes([0, s[0], s[1], s[2]]) >> 8) as f32 / 8_388_608.0,
+                    SampleFormat::Int(_) => i32::from_le_bytes([s[0], s[1], s[2], s[3]]) as f32 / 2_147_483_648.0,
                     SampleFormat::Float32 => {
                         let v = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-                        ensure!(
-                            v.is_finite(),
-                            "non-finite sample ({v}) at frame {}",
-                            i / channels
-                        );
+                        ensure!(v.is_finite(), "non-finite sample ({v}) at frame {}", i / channels);
                         v
                     }
                 };
                 out[i % channels].push(v);
             }
-            return Ok(Audio {
-                sample_rate: rate,
-                channels: out,
-            });
+            return Ok(Audio { sample_rate: rate, channels: out });
         }
         // Chunks are padded to even sizes.
         pos = body + size + (size & 1);
@@ -163,14 +143,7 @@ pub fn encode(audio: &Audio, float: bool) -> Vec<u8> {
     b.extend_from_slice(&((36 + data_len) as u32).to_le_bytes());
     b.extend_from_slice(b"WAVEfmt ");
     b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(
-        &(if float {
-            WAVE_FORMAT_IEEE_FLOAT
-        } else {
-            WAVE_FORMAT_PCM
-        })
-        .to_le_bytes(),
-    );
+    b.extend_from_slice(&(if float { WAVE_FORMAT_IEEE_FLOAT } else { WAVE_FORMAT_PCM }).to_le_bytes());
     b.extend_from_slice(&(ch as u16).to_le_bytes());
     b.extend_from_slice(&audio.sample_rate.to_le_bytes());
     b.extend_from_slice(&(audio.sample_rate * (ch * width) as u32).to_le_bytes());
@@ -196,10 +169,7 @@ mod tests {
     use super::*;
 
     fn stereo() -> Audio {
-        Audio {
-            sample_rate: 48_000,
-            channels: vec![vec![0.0, 0.5, -0.25, -1.0], vec![0.25, -0.5, 0.75, 0.125]],
-        }
+        Audio { sample_rate: 48_000, channels: vec![vec![0.0, 0.5, -0.25, -1.0], vec![0.25, -0.5, 0.75, 0.125]] }
     }
 
     #[test]
@@ -243,13 +213,7 @@ mod tests {
         let err = |b: &[u8]| format!("{:#}", decode(b).unwrap_err());
         assert!(err(b"hello world, not a wav").contains("not a RIFF/WAVE"));
         assert!(err(&good[..good.len() - 5]).contains("truncated"));
-        let mut empty = encode(
-            &Audio {
-                sample_rate: 8000,
-                channels: vec![vec![]],
-            },
-            false,
-        );
+        let mut empty = encode(&Audio { sample_rate: 8000, channels: vec![vec![]] }, false);
         assert!(err(&empty).contains("no audio samples"));
         empty.truncate(36);
         assert!(err(&empty).contains("no data chunk"));

@@ -79,10 +79,8 @@ impl ClipData {
         let fsz = header.frame_size * header.frame_size * 3;
         let mut pos = 12 + hlen;
         let mut spec = || {
-            let data = bytes[pos..pos + 2 * n]
-                .chunks_exact(2)
-                .map(|h| f16::from_le_bytes([h[0], h[1]]).to_f32())
-                .collect();
+            let data =
+                bytes[pos..pos + 2 * n].chunks_exact(2).map(|h| f16::from_le_bytes([h[0], h[1]]).to_f32()).collect();
             pos += 2 * n;
             Array3::from_vec(header.spec_shape, data)
         };
@@ -164,7 +162,9 @@ mod tests {
                 padded_seconds: 0.0,
             },
             specs: [spec(0.0), spec(1.0), spec(2.0)],
-            frames: (0..2).map(|k| RgbImage { width: 3, height: 3, data: (0..27).map(|i| (i * 9 + k) as u8).collect() }).collect(),
+            frames: (0..2)
+                .map(|k| RgbImage { width: 3, height: 3, data: (0..27).map(|i| (i * 9 + k) as u8).collect() })
+                .collect(),
         }
     }
 

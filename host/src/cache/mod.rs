@@ -70,8 +70,9 @@ impl Cache {
     /// Open an existing cache; refuses other schema versions and label sets.
     pub fn open(root: &Path) -> Result<Cache> {
         let path = Self::manifest_path(root);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("{}: cannot read (is this a cache made by `avsc-host prepare`?)", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("{}: cannot read (is this a cache made by `avsc-host prepare`?)", path.display())
+        })?;
         let manifest: Manifest =
             serde_json::from_str(&text).with_context(|| format!("{}: invalid cache manifest", path.display()))?;
         if manifest.schema_version != SCHEMA_VERSION {

@@ -17,9 +17,7 @@ pub fn looks_like(root: &Path) -> bool {
 /// The location of a clip: its stem up to the last '-' (the take number), or the stem.
 fn location_of(stem: &str) -> String {
     match stem.rsplit_once('-') {
-        Some((place, take)) if !place.is_empty() && take.chars().all(|c| c.is_ascii_digit()) => {
-            place.to_string()
-        }
+        Some((place, take)) if !place.is_empty() && take.chars().all(|c| c.is_ascii_digit()) => place.to_string(),
         _ => stem.to_string(),
     }
 }
@@ -33,27 +31,19 @@ pub fn list(root: &Path) -> Result<Listing> {
         }
         // stem -> (wav, mp4, frames folder)
         let mut clips: BTreeMap<String, [Option<std::path::PathBuf>; 3]> = BTreeMap::new();
-        for entry in
-            std::fs::read_dir(&dir).with_context(|| format!("{}: cannot list", dir.display()))?
-        {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("{}: cannot list", dir.display()))? {
             let path = entry?.path();
             let Some(stem) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
                 continue;
             };
-            let ext = path
-                .extension()
-                .map(|e| e.to_string_lossy().to_ascii_lowercase());
+            let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
             let slot = match (path.is_dir(), ext.as_deref()) {
                 (true, _) => 2,
                 (false, Some("wav")) => 0,
                 (false, Some("mp4")) => 1,
                 _ => continue,
             };
-            let name = if slot == 2 {
-                path.file_name().unwrap().to_string_lossy().into_owned()
-            } else {
-                stem
-            };
+            let name = if slot == 2 { path.file_name().unwrap().to_string_lossy().into_owned() } else { stem };
             clips.entry(name).or_default()[slot] = Some(path);
         }
         for (stem, [wav, mp4, frames]) in clips {
@@ -64,10 +54,9 @@ pub fn list(root: &Path) -> Result<Listing> {
             };
             let audio = wav.or(mp4);
             if audio.is_none() {
-                listing.errors.push(format!(
-                    "{}: frame folder without a WAV or MP4 beside it",
-                    dir.join(&stem).display()
-                ));
+                listing
+                    .errors
+                    .push(format!("{}: frame folder without a WAV or MP4 beside it", dir.join(&stem).display()));
                 continue;
             }
             listing.items.push(Item {
@@ -103,23 +92,11 @@ mod tests {
         assert!(l.errors.is_empty());
         let ids: Vec<_> = l.items.iter().map(|i| i.id.as_str()).collect();
         assert_eq!(ids, ["park-walk-001", "park-walk-002", "tram-line4"]);
-        assert_eq!(
-            l.items[0].visual,
-            Some(Visual::Frames(r.join("park/walk-001")))
-        );
+        assert_eq!(l.items[0].visual, Some(Visual::Frames(r.join("park/walk-001"))));
         assert_eq!(l.items[1].visual, None);
-        assert_eq!(
-            l.items[2].visual,
-            Some(Visual::Video(r.join("tram/line4.mp4")))
-        );
-        assert_eq!(
-            l.items[2].audio.as_deref(),
-            Some(r.join("tram/line4.mp4").as_path())
-        );
-        assert_eq!(
-            l.items[0].location, l.items[1].location,
-            "takes of one place share a location"
-        );
+        assert_eq!(l.items[2].visual, Some(Visual::Video(r.join("tram/line4.mp4"))));
+        assert_eq!(l.items[2].audio.as_deref(), Some(r.join("tram/line4.mp4").as_path()));
+        assert_eq!(l.items[0].location, l.items[1].location, "takes of one place share a location");
         assert_eq!(l.items[0].location, "park/walk");
     }
 

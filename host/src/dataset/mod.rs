@@ -53,9 +53,7 @@ impl Split {
             "fold1_evaluate" | "evaluate" => Split::Fold1Evaluate,
             "fold1_test" | "test" => Split::Fold1Test,
             "all" => Split::All,
-            _ => bail!(
-                "unknown split {s:?} (expected fold1_train, fold1_evaluate, fold1_test or all)"
-            ),
+            _ => bail!("unknown split {s:?} (expected fold1_train, fold1_evaluate, fold1_test or all)"),
         })
     }
 }
@@ -106,10 +104,7 @@ impl Dataset {
                 root.display()
             );
         };
-        Ok(Dataset {
-            root: root.to_path_buf(),
-            layout,
-        })
+        Ok(Dataset { root: root.to_path_buf(), layout })
     }
 
     /// The items of `split`. The folder layout has no official folds: every split is `All`.
@@ -134,14 +129,8 @@ mod tests {
 
     #[test]
     fn location_comes_from_the_tau_file_name() {
-        assert_eq!(
-            location_from_stem("street_traffic-lyon-1181-40057").as_deref(),
-            Some("lyon-1181")
-        );
-        assert_eq!(
-            location_from_stem("metro_station-prague-1131-40022").as_deref(),
-            Some("prague-1131")
-        );
+        assert_eq!(location_from_stem("street_traffic-lyon-1181-40057").as_deref(), Some("lyon-1181"));
+        assert_eq!(location_from_stem("metro_station-prague-1131-40022").as_deref(), Some("prague-1131"));
         assert_eq!(location_from_stem("myclip"), None);
     }
 }

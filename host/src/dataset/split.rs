@@ -9,11 +9,7 @@ use std::collections::BTreeMap;
 /// Deterministic per `seed`: whole locations go to validation until it holds at least
 /// `fraction` of the items. Locations are shuffled within each label so every class gets
 /// validation clips when it has at least two locations.
-pub fn grouped_validation_split(
-    items: &[Item],
-    fraction: f64,
-    seed: u64,
-) -> (Vec<Item>, Vec<Item>) {
+pub fn grouped_validation_split(items: &[Item], fraction: f64, seed: u64) -> (Vec<Item>, Vec<Item>) {
     // location -> item indices, and each location's majority label for stratification.
     let mut by_loc: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, it) in items.iter().enumerate() {
@@ -21,10 +17,7 @@ pub fn grouped_validation_split(
     }
     let mut by_label: BTreeMap<Option<usize>, Vec<&str>> = BTreeMap::new();
     for (loc, idx) in &by_loc {
-        by_label
-            .entry(items[idx[0]].label.map(|l| l.index()))
-            .or_default()
-            .push(loc);
+        by_label.entry(items[idx[0]].label.map(|l| l.index())).or_default().push(loc);
     }
     let mut rng = SplitMix64::new(seed);
     let mut val_locs = std::collections::BTreeSet::new();
@@ -41,10 +34,8 @@ pub fn grouped_validation_split(
             val_locs.insert(*loc);
         }
     }
-    let (val, train): (Vec<Item>, Vec<Item>) = items
-        .iter()
-        .cloned()
-        .partition(|it| val_locs.contains(it.location.as_str()));
+    let (val, train): (Vec<Item>, Vec<Item>) =
+        items.iter().cloned().partition(|it| val_locs.contains(it.location.as_str()));
     (train, val)
 }
 
@@ -77,21 +68,11 @@ mod tests {
         let (train, val) = grouped_validation_split(&all, 0.25, 7);
         assert_eq!(train.len() + val.len(), all.len());
         for v in &val {
-            assert!(
-                train.iter().all(|t| t.location != v.location),
-                "{} on both sides",
-                v.location
-            );
+            assert!(train.iter().all(|t| t.location != v.location), "{} on both sides", v.location);
         }
         for label in Label::all() {
-            assert!(
-                val.iter().any(|v| v.label == Some(label)),
-                "{label} has no validation clip"
-            );
-            assert!(
-                train.iter().any(|v| v.label == Some(label)),
-                "{label} has no training clip"
-            );
+            assert!(val.iter().any(|v| v.label == Some(label)), "{label} has no validation clip");
+            assert!(train.iter().any(|v| v.label == Some(label)), "{label} has no training clip");
         }
         let frac = val.len() as f64 / all.len() as f64;
         assert!((0.2..0.5).contains(&frac), "validation fraction {frac}");

@@ -11,9 +11,7 @@ const META_SUBDIR: &str = "TAU-urban-audio-visual-scenes-2021-development.meta";
 
 /// The folder holding `meta.csv` and `evaluation_setup/`, if any.
 pub fn meta_dir(root: &Path) -> Option<PathBuf> {
-    [root.to_path_buf(), root.join(META_SUBDIR)]
-        .into_iter()
-        .find(|d| d.join("meta.csv").is_file())
+    [root.to_path_buf(), root.join(META_SUBDIR)].into_iter().find(|d| d.join("meta.csv").is_file())
 }
 
 /// A parsed TAB-separated file: header names and rows (1-based data row numbers kept for
@@ -26,28 +24,12 @@ struct Table {
 
 impl Table {
     fn read(path: &Path) -> Result<Table> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        let mut lines = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty());
-        let (_, header) = lines
-            .next()
-            .with_context(|| format!("{}: empty CSV", path.display()))?;
-        let columns = header
-            .split('\t')
-            .enumerate()
-            .map(|(i, h)| (h.trim().to_string(), i))
-            .collect();
-        let rows = lines
-            .map(|(i, l)| (i + 1, l.split('\t').map(|f| f.trim().to_string()).collect()))
-            .collect();
-        Ok(Table {
-            path: path.to_path_buf(),
-            columns,
-            rows,
-        })
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let (_, header) = lines.next().with_context(|| format!("{}: empty CSV", path.display()))?;
+        let columns = header.split('\t').enumerate().map(|(i, h)| (h.trim().to_string(), i)).collect();
+        let rows = lines.map(|(i, l)| (i + 1, l.split('\t').map(|f| f.trim().to_string()).collect())).collect();
+        Ok(Table { path: path.to_path_buf(), columns, rows })
     }
 
     fn column(&self, name: &str) -> Result<usize> {
@@ -91,9 +73,7 @@ pub fn list(root: &Path, split: Split) -> Result<Listing> {
         let at = |c: usize| row.get(c).filter(|s| !s.is_empty());
         let where_ = format!("{} line {line}", table.path.display());
         let (Some(audio), Some(video)) = (at(audio_col), at(video_col)) else {
-            listing.errors.push(format!(
-                "{where_}: missing filename_audio or filename_video"
-            ));
+            listing.errors.push(format!("{where_}: missing filename_audio or filename_video"));
             continue;
         };
         let label = match label_col {
@@ -105,36 +85,21 @@ pub fn list(root: &Path, split: Split) -> Result<Listing> {
                     continue;
                 }
                 None => {
-                    listing
-                        .errors
-                        .push(format!("{where_}: missing scene_label"));
+                    listing.errors.push(format!("{where_}: missing scene_label"));
                     continue;
                 }
             },
         };
-        let stem = Path::new(audio)
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let Some(location) = identifiers
-            .get(audio)
-            .cloned()
-            .or_else(|| location_from_stem(&stem))
-        else {
-            listing.errors.push(format!(
-                "{where_}: no identifier and no location in the file name {audio:?}"
-            ));
+        let stem = Path::new(audio).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let Some(location) = identifiers.get(audio).cloned().or_else(|| location_from_stem(&stem)) else {
+            listing.errors.push(format!("{where_}: no identifier and no location in the file name {audio:?}"));
             continue;
         };
         // Audio paths in the CSVs are relative to the dataset root; the WAV is preferred,
         // the MP4's AAC track is the fallback when the WAV is absent.
         let wav = root.join(audio);
         let mp4 = root.join(video);
-        let audio_path = if wav.exists() || !mp4.exists() {
-            wav
-        } else {
-            mp4.clone()
-        };
+        let audio_path = if wav.exists() || !mp4.exists() { wav } else { mp4.clone() };
         listing.items.push(Item {
             id: stem,
             audio: Some(audio_path),
@@ -171,11 +136,7 @@ mod tests {
         assert_eq!(first.id, "airport-lyon-1100-40000");
         assert_eq!(first.location, "lyon-1100");
         assert_eq!(first.label.unwrap().name(), "airport");
-        assert!(first
-            .audio
-            .as_ref()
-            .unwrap()
-            .ends_with("audio/airport-lyon-1100-40000.wav"));
+        assert!(first.audio.as_ref().unwrap().ends_with("audio/airport-lyon-1100-40000.wav"));
         // TAU's official split is by location.
         for t in &train.items {
             assert!(eval.items.iter().all(|e| e.location != t.location));
@@ -211,35 +172,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         copy_meta(dir.path(), "");
         let train = dir.path().join("evaluation_setup/fold1_train.csv");
-        let text = std::fs::read_to_string(&train)
-            .unwrap()
-            .replacen("\tbus\n", "\tspaceship\n", 1);
+        let text = std::fs::read_to_string(&train).unwrap().replacen("\tbus\n", "\tspaceship\n", 1);
         std::fs::write(&train, text).unwrap();
-        let l = Dataset::open(dir.path())
-            .unwrap()
-            .list(Split::Fold1Train)
-            .unwrap();
+        let l = Dataset::open(dir.path()).unwrap().list(Split::Fold1Train).unwrap();
         assert_eq!(l.items.len(), 9, "the other rows are still listed");
         assert_eq!(l.errors.len(), 1);
-        assert!(
-            l.errors[0].contains("fold1_train.csv line 3") && l.errors[0].contains("spaceship"),
-            "{}",
-            l.errors[0]
-        );
+        assert!(l.errors[0].contains("fold1_train.csv line 3") && l.errors[0].contains("spaceship"), "{}", l.errors[0]);
 
         let eval = dir.path().join("evaluation_setup/fold1_evaluate.csv");
-        let text = std::fs::read_to_string(&eval)
-            .unwrap()
-            .replacen("scene_label", "label", 1);
+        let text = std::fs::read_to_string(&eval).unwrap().replacen("scene_label", "label", 1);
         std::fs::write(&eval, text).unwrap();
-        let err = Dataset::open(dir.path())
-            .unwrap()
-            .list(Split::Fold1Evaluate)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("fold1_evaluate.csv") && err.contains("missing column \"scene_label\""),
-            "{err}"
-        );
+        let err = Dataset::open(dir.path()).unwrap().list(Split::Fold1Evaluate).unwrap_err().to_string();
+        assert!(err.contains("fold1_evaluate.csv") && err.contains("missing column \"scene_label\""), "{err}");
     }
 }

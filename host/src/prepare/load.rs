@@ -61,11 +61,8 @@ pub fn load(item: &Item, frames: &FramePreset, w: &mut Worker, notes: &mut Vec<S
 pub fn load_audio(path: &Path, preset: &FeaturePreset, notes: &mut Vec<String>) -> Result<(Audio, f64)> {
     let is_wav = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav"));
     let audio = if is_wav { wav::read(path)? } else { decode::decode_audio(path)? };
-    if let Some((c, i)) = audio
-        .channels
-        .iter()
-        .enumerate()
-        .find_map(|(c, x)| x.iter().position(|v| !v.is_finite()).map(|i| (c, i)))
+    if let Some((c, i)) =
+        audio.channels.iter().enumerate().find_map(|(c, x)| x.iter().position(|v| !v.is_finite()).map(|i| (c, i)))
     {
         bail!("{}: non-finite audio sample at channel {c}, sample {i}", path.display());
     }
@@ -75,7 +72,8 @@ pub fn load_audio(path: &Path, preset: &FeaturePreset, notes: &mut Vec<String>) 
     }
     if audio.sample_rate != preset.sample_rate {
         let r = Resampler::new(audio.sample_rate, preset.sample_rate, &preset.resample);
-        audio = Audio { sample_rate: preset.sample_rate, channels: audio.channels.iter().map(|c| r.process(c)).collect() };
+        audio =
+            Audio { sample_rate: preset.sample_rate, channels: audio.channels.iter().map(|c| r.process(c)).collect() };
     }
     let want = preset.clip_samples();
     let have = audio.n_samples();
@@ -132,7 +130,12 @@ pub fn load_frames(
     }
     if pics.len() < want {
         if (pics.len() as f64) < MIN_FRACTION * want as f64 {
-            bail!("{}: only {} frames; {want} expected for {clip_seconds} s at {} fps", source.display(), pics.len(), frames.fps);
+            bail!(
+                "{}: only {} frames; {want} expected for {clip_seconds} s at {} fps",
+                source.display(),
+                pics.len(),
+                frames.fps
+            );
         }
         notes.push(format!("{}: {} of {want} frames; repeating the last", source.display(), pics.len()));
         let last = pics.last().unwrap().clone();

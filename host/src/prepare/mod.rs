@@ -59,7 +59,8 @@ pub fn run(a: &PrepareArgs) -> Result<Report> {
     let listing = ds.list(a.split)?;
     std::fs::create_dir_all(a.out.join("items")).with_context(|| format!("{}: cannot create", a.out.display()))?;
     let mut manifest = existing_manifest(&a.out, a)?;
-    let mut failed: Vec<Failure> = listing.errors.iter().map(|e| Failure { id: "-".into(), error: e.clone() }).collect();
+    let mut failed: Vec<Failure> =
+        listing.errors.iter().map(|e| Failure { id: "-".into(), error: e.clone() }).collect();
     for e in &listing.errors {
         eprintln!("error: {e}");
     }

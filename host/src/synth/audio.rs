@@ -7,24 +7,14 @@ use crate::rng::SplitMix64;
 use std::f64::consts::TAU;
 
 /// Per audio group: noise low-pass cutoff (Hz), drone fundamental (Hz), AM rate (Hz).
-const GROUPS: [(f64, f64, f64); 5] = [
-    (300.0, 90.0, 0.5),
-    (900.0, 150.0, 1.5),
-    (2500.0, 240.0, 3.0),
-    (6000.0, 380.0, 5.0),
-    (14000.0, 600.0, 8.0),
-];
+const GROUPS: [(f64, f64, f64); 5] =
+    [(300.0, 90.0, 0.5), (900.0, 150.0, 1.5), (2500.0, 240.0, 3.0), (6000.0, 380.0, 5.0), (14000.0, 600.0, 8.0)];
 /// Mean cue frequency of the even and the odd class of a group, and its spread at
 /// `audio_noise = 1`: the two distributions overlap by design.
 const CUE_HZ: [f64; 2] = [2000.0, 2400.0];
 const CUE_SPREAD_HZ: f64 = 260.0;
 
-pub fn render(
-    class: usize,
-    cfg: &SynthConfig,
-    rng: &mut SplitMix64,
-    loc: &mut SplitMix64,
-) -> Vec<Vec<f32>> {
+pub fn render(class: usize, cfg: &SynthConfig, rng: &mut SplitMix64, loc: &mut SplitMix64) -> Vec<Vec<f32>> {
     let sr = cfg.sample_rate as f64;
     let n = (cfg.seconds * sr).round() as usize;
     let (cutoff, f0, am) = GROUPS[audio_group(class)];
@@ -52,11 +42,7 @@ pub fn render(
         // Compensate the low-pass's loss of power so every group is equally loud.
         let colour = ((1.0 + a) / (1.0 - a)).sqrt() * 0.05;
         let env = 0.6 + 0.4 * (TAU * am * t + am_phase).sin();
-        let drone: f64 = (1..=4)
-            .map(|h| (TAU * f0 * h as f64 * t).sin() / h as f64)
-            .sum::<f64>()
-            * 0.08
-            * env;
+        let drone: f64 = (1..=4).map(|h| (TAU * f0 * h as f64 * t).sin() / h as f64).sum::<f64>() * 0.08 * env;
         let cue = cue_amp * (TAU * cue_hz * t).sin();
         let distract = 0.02 * (TAU * distract_hz * t).sin();
         if rng.uniform() < click_rate / sr {

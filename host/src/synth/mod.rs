@@ -62,49 +62,31 @@ pub fn visual_group(class: usize) -> usize {
 }
 
 /// Write the dataset; returns the number of clips. Existing clips are overwritten.
-pub fn write(
-    out: &Path,
-    cfg: &SynthConfig,
-    mut progress: impl FnMut(usize, usize),
-) -> Result<usize> {
+pub fn write(out: &Path, cfg: &SynthConfig, mut progress: impl FnMut(usize, usize)) -> Result<usize> {
     let total = cfg.clips_per_class * NUM_CLASSES;
     let mut done = 0;
     for label in Label::all() {
         let dir = out.join(label.name());
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("{}: cannot create", dir.display()))?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
         for k in 0..cfg.clips_per_class {
             let loc = k % cfg.locations_per_class;
             let stem = format!("loc{loc}-{k:03}");
-            let clip_seed = cfg
-                .seed
-                .wrapping_mul(1_000_003)
-                .wrapping_add((label.index() * 10_000 + k) as u64);
-            let loc_seed = cfg
-                .seed
-                .wrapping_mul(7_919)
-                .wrapping_add((label.index() * 100 + loc) as u64);
+            let clip_seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add((label.index() * 10_000 + k) as u64);
+            let loc_seed = cfg.seed.wrapping_mul(7_919).wrapping_add((label.index() * 100 + loc) as u64);
             let mut rng = SplitMix64::derive(clip_seed, 1);
             let mut loc_rng = SplitMix64::derive(loc_seed, 2);
             let channels = audio::render(label.index(), cfg, &mut rng, &mut loc_rng);
-            let a = Audio {
-                sample_rate: cfg.sample_rate,
-                channels,
-            };
+            let a = Audio { sample_rate: cfg.sample_rate, channels };
             avsc_shared::write_atomic(&dir.join(format!("{stem}.wav")), &wav::encode(&a, false))?;
             let fdir = dir.join(&stem);
-            std::fs::create_dir_all(&fdir)
-                .with_context(|| format!("{}: cannot create", fdir.display()))?;
+            std::fs::create_dir_all(&fdir).with_context(|| format!("{}: cannot create", fdir.display()))?;
             let n_frames = (cfg.seconds * cfg.frames_per_second).round() as usize;
             let mut vrng = SplitMix64::derive(clip_seed, 3);
             let mut vloc = SplitMix64::derive(loc_seed, 4);
             let scene = visual::Scene::new(label.index(), cfg, &mut vrng, &mut vloc);
             for f in 0..n_frames {
                 let img = scene.render(f, cfg, &mut vrng);
-                avsc_shared::write_atomic(
-                    &fdir.join(format!("frame_{f:02}.png")),
-                    &visual::encode_png(&img)?,
-                )?;
+                avsc_shared::write_atomic(&fdir.join(format!("frame_{f:02}.png")), &visual::encode_png(&img)?)?;
             }
             done += 1;
             progress(done, total);
@@ -121,27 +103,15 @@ mod tests {
     #[test]
     fn groups_pair_classes_differently() {
         for c in 0..NUM_CLASSES {
-            let a_partner = (0..NUM_CLASSES)
-                .find(|&o| o != c && audio_group(o) == audio_group(c))
-                .unwrap();
-            let v_partner = (0..NUM_CLASSES)
-                .find(|&o| o != c && visual_group(o) == visual_group(c))
-                .unwrap();
-            assert_ne!(
-                a_partner, v_partner,
-                "class {c}: one modality must resolve the other's confusion"
-            );
+            let a_partner = (0..NUM_CLASSES).find(|&o| o != c && audio_group(o) == audio_group(c)).unwrap();
+            let v_partner = (0..NUM_CLASSES).find(|&o| o != c && visual_group(o) == visual_group(c)).unwrap();
+            assert_ne!(a_partner, v_partner, "class {c}: one modality must resolve the other's confusion");
         }
     }
 
     #[test]
     fn writes_a_deterministic_folder_dataset() {
-        let cfg = SynthConfig {
-            clips_per_class: 2,
-            seconds: 1.0,
-            locations_per_class: 2,
-            ..Default::default()
-        };
+        let cfg = SynthConfig { clips_per_class: 2, seconds: 1.0, locations_per_class: 2, ..Default::default() };
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
         assert_eq!(write(a.path(), &cfg, |_, _| {}).unwrap(), 20);
@@ -150,9 +120,7 @@ mod tests {
         let l = ds.list(Split::All).unwrap();
         assert_eq!(l.items.len(), 20);
         let it = &l.items[0];
-        let Some(Visual::Frames(f)) = &it.visual else {
-            panic!("frames expected")
-        };
+        let Some(Visual::Frames(f)) = &it.visual else { panic!("frames expected") };
         assert_eq!(std::fs::read_dir(f).unwrap().count(), 2);
         let wav_a = std::fs::read(it.audio.as_ref().unwrap()).unwrap();
         let wav_b = std::fs::read(b.path().join("airport/loc0-000.wav")).unwrap();
@@ -163,10 +131,6 @@ mod tests {
         assert!(!train.is_empty() && !val.is_empty());
         let other = write(b.path(), &SynthConfig { seed: 2, ..cfg }, |_, _| {});
         assert!(other.is_ok());
-        assert_ne!(
-            wav_a,
-            std::fs::read(b.path().join("airport/loc0-000.wav")).unwrap(),
-            "another seed, other bytes"
-        );
+        assert_ne!(wav_a, std::fs::read(b.path().join("airport/loc0-000.wav")).unwrap(), "another seed, other bytes");
     }
 }

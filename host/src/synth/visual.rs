@@ -41,30 +41,15 @@ pub struct Scene {
 }
 
 impl Scene {
-    pub fn new(
-        class: usize,
-        cfg: &SynthConfig,
-        rng: &mut SplitMix64,
-        loc: &mut SplitMix64,
-    ) -> Scene {
+    pub fn new(class: usize, cfg: &SynthConfig, rng: &mut SplitMix64, loc: &mut SplitMix64) -> Scene {
         let (bg, angle, period, shape) = GROUPS[visual_group(class)];
-        let cast: Vec<f64> = (0..3)
-            .map(|_| loc.range(-25.0, 25.0) * cfg.visual_noise)
-            .collect();
+        let cast: Vec<f64> = (0..3).map(|_| loc.range(-25.0, 25.0) * cfg.visual_noise).collect();
         let (w, h) = (cfg.width as f64, cfg.height as f64);
         let scale = w / 160.0;
-        let radius =
-            (CUE_RADIUS[class % 2] + CUE_SPREAD * cfg.visual_noise * rng.normal()).max(3.0) * scale;
+        let radius = (CUE_RADIUS[class % 2] + CUE_SPREAD * cfg.visual_noise * rng.normal()).max(3.0) * scale;
         let n_shapes = 3 + rng.below(4);
         let shapes = (0..n_shapes)
-            .map(|_| {
-                (
-                    rng.range(0.0, w),
-                    rng.range(0.0, h),
-                    rng.range(-3.0, 3.0) * scale,
-                    rng.range(-2.0, 2.0) * scale,
-                )
-            })
+            .map(|_| (rng.range(0.0, w), rng.range(0.0, h), rng.range(-3.0, 3.0) * scale, rng.range(-2.0, 2.0) * scale))
             .collect();
         Scene {
             background: [bg[0] + cast[0], bg[1] + cast[1], bg[2] + cast[2]],
@@ -72,11 +57,7 @@ impl Scene {
             period: period * scale * rng.range(0.9, 1.1),
             shape,
             radius,
-            shape_colour: [
-                rng.range(200.0, 255.0),
-                rng.range(200.0, 255.0),
-                rng.range(180.0, 255.0),
-            ],
+            shape_colour: [rng.range(200.0, 255.0), rng.range(200.0, 255.0), rng.range(180.0, 255.0)],
             shapes,
             pixel_noise: 12.0 * cfg.visual_noise,
         }
@@ -90,37 +71,22 @@ impl Scene {
         let centres: Vec<(f64, f64)> = self
             .shapes
             .iter()
-            .map(|&(x, y, vx, vy)| {
-                (
-                    (x + vx * f).rem_euclid(w as f64),
-                    (y + vy * f).rem_euclid(h as f64),
-                )
-            })
+            .map(|&(x, y, vx, vy)| ((x + vx * f).rem_euclid(w as f64), (y + vy * f).rem_euclid(h as f64)))
             .collect();
         let mut data = Vec::with_capacity(w * h * 3);
         for y in 0..h {
             for x in 0..w {
                 let (xf, yf) = (x as f64, y as f64);
                 let stripe = ((xf * c + yf * s) * std::f64::consts::TAU / self.period).sin() * 30.0;
-                let inside = centres
-                    .iter()
-                    .any(|&(cx, cy)| self.contains(xf - cx, yf - cy));
+                let inside = centres.iter().any(|&(cx, cy)| self.contains(xf - cx, yf - cy));
                 for (ch, bg) in self.background.iter().enumerate() {
-                    let base = if inside {
-                        self.shape_colour[ch]
-                    } else {
-                        bg + stripe
-                    };
+                    let base = if inside { self.shape_colour[ch] } else { bg + stripe };
                     let v = base + brightness + self.pixel_noise * rng.normal();
                     data.push(v.round().clamp(0.0, 255.0) as u8);
                 }
             }
         }
-        RgbImage {
-            width: w,
-            height: h,
-            data,
-        }
+        RgbImage { width: w, height: h, data }
     }
 
     fn contains(&self, dx: f64, dy: f64) -> bool {

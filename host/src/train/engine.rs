@@ -39,7 +39,13 @@ fn adam_params(l2: f64) -> AdamParams {
 }
 
 /// Train `model` (built on the plain device, parameters initialised) on `data`.
-pub fn run<M: Net>(model: M, data: &dyn Data, cfg: &TrainConfig, out: &Path, meta: serde_json::Value) -> Result<TrainSummary> {
+pub fn run<M: Net>(
+    model: M,
+    data: &dyn Data,
+    cfg: &TrainConfig,
+    out: &Path,
+    meta: serde_json::Value,
+) -> Result<TrainSummary> {
     ensure!(cfg.batch_size > 0 && cfg.epochs > 0, "epochs and batch size must be positive");
     let ckpt = out.join("checkpoint");
     let state_path = ckpt.join("state.json");
@@ -203,7 +209,13 @@ fn write_metrics(path: &Path, history: &[EpochMetrics]) -> Result<()> {
 }
 
 /// Class probabilities of every view (`[n, classes]`, row-major), in batches.
-pub fn predict<M: Net>(model: &M, inputs: &[Vec<f32>], shape: [usize; 3], batch: usize, device: &Device) -> Result<Vec<f32>> {
+pub fn predict<M: Net>(
+    model: &M,
+    inputs: &[Vec<f32>],
+    shape: [usize; 3],
+    batch: usize,
+    device: &Device,
+) -> Result<Vec<f32>> {
     let [c, h, w] = shape;
     let mut probs = Vec::with_capacity(inputs.len() * NUM_CLASSES);
     for chunk in inputs.chunks(batch.max(1)) {

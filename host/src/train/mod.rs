@@ -165,7 +165,13 @@ pub struct TrainSummary {
 }
 
 /// Train an audio network (Aud-MEL / Aud-GAM / Aud-CQT) on one feature kind of the cache.
-pub fn train_audio(cache: &Path, kind: FeatureKind, size: SizePreset, cfg: &TrainConfig, out: &Path) -> Result<TrainSummary> {
+pub fn train_audio(
+    cache: &Path,
+    kind: FeatureKind,
+    size: SizePreset,
+    cfg: &TrainConfig,
+    out: &Path,
+) -> Result<TrainSummary> {
     train_audio_with(cache, kind, &ResInceptionConfig::preset(size), cfg, out)
 }
 

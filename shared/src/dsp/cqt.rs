@@ -53,13 +53,7 @@ pub struct Cqt {
 
 impl Cqt {
     /// `hop` at `sample_rate`; `n_bins` bins from `fmin`. Kernels are built here, once.
-    pub fn new(
-        sample_rate: u32,
-        hop: usize,
-        n_bins: usize,
-        fmin: f64,
-        p: &CqtParams,
-    ) -> Cqt {
+    pub fn new(sample_rate: u32, hop: usize, n_bins: usize, fmin: f64, p: &CqtParams) -> Cqt {
         Self::with_decimator(sample_rate, hop, n_bins, fmin, p, DecimatorKind::SoxrHq)
     }
 
