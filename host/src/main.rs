@@ -1,9 +1,11 @@
 use anyhow::Result;
 use avsc_host::dataset::Split;
 use avsc_host::nets::torchvision::{import_torchvision, Backbone};
+use avsc_host::nets::SizePreset;
 use avsc_host::prepare::{self, PrepareArgs};
 use avsc_host::progress;
 use avsc_host::synth::{self, SynthConfig};
+use avsc_host::train::{self, TrainConfig, TrainSummary, VisualBackbone};
 use avsc_shared::FramePreset;
 use avsc_shared::{FeatureKind, FeaturePreset};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -52,6 +54,73 @@ enum Preset {
     Hop14,
 }
 
+/// Phase-I training options shared by train-audio and train-visual.
+#[derive(clap::Args)]
+struct TrainOpts {
+    /// Feature cache made by `prepare`.
+    #[arg(long)]
+    cache: PathBuf,
+    /// Output folder: metrics.csv, best.bpk, checkpoint/.
+    #[arg(long)]
+    out: PathBuf,
+    /// Network widths: paper (published) or tiny (CPU demo).
+    #[arg(long, default_value = "paper")]
+    size: String,
+    /// Cache split to train on (its items are split by location into train/validation).
+    #[arg(long, default_value = "fold1_train")]
+    split: String,
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Peak learning rate (cosine schedule down to 1 % of it).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// λ of the λ/2‖Θ‖² penalty.
+    #[arg(long, default_value_t = 1e-4)]
+    l2: f64,
+    /// Mixup α (0 disables mixup).
+    #[arg(long, default_value_t = 0.4)]
+    mixup_alpha: f64,
+    /// Fraction of training items (whole locations) held out for validation.
+    #[arg(long, default_value_t = 0.2)]
+    val_fraction: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Continue from OUT/checkpoint after the last finished epoch.
+    #[arg(long)]
+    resume: bool,
+}
+
+impl TrainOpts {
+    fn config(&self, default_lr: f64) -> TrainConfig {
+        let lr = self.lr.unwrap_or(default_lr);
+        TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr,
+            lr_min: lr * 0.01,
+            weight_decay: self.l2,
+            mixup_alpha: self.mixup_alpha,
+            seed: self.seed,
+            val_fraction: self.val_fraction,
+            split: self.split.clone(),
+            resume: self.resume,
+            ..TrainConfig::default()
+        }
+    }
+}
+
+fn report_training(what: &str, s: &TrainSummary) {
+    eprintln!(
+        "{what}: best validation accuracy {:.3} (log loss {:.3}) at epoch {}; model {}",
+        s.best_val_accuracy,
+        s.best_val_log_loss,
+        s.best_epoch,
+        s.best_model.display()
+    );
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Prepare a dataset split for training: spectrograms and frames into a feature cache.
@@ -75,6 +144,32 @@ enum Cmd {
         /// Worker threads (default: all cores).
         #[arg(long)]
         jobs: Option<usize>,
+    },
+    /// Phase I: train one audio network (Aud-MEL, Aud-GAM or Aud-CQT) on a prepared cache.
+    ///
+    /// Residual-inception CNN on the 6-channel spectrogram stack, mixup, KL loss + L2, Adam
+    /// with a cosine schedule. Per epoch: train loss, validation accuracy and log loss on
+    /// stderr and in OUT/metrics.csv; a checkpoint every epoch (`--resume` continues).
+    TrainAudio {
+        #[arg(long, value_enum)]
+        feature: Kind,
+        #[command(flatten)]
+        opts: TrainOpts,
+    },
+    /// Phase I: fine-tune one visual network (Vis-INC or Vis-CONV) on a prepared cache.
+    ///
+    /// Trained on frames with the clip label, evaluated per clip by averaging the frame
+    /// probabilities. `--weights` takes a record from `import-weights` (ImageNet start) or a
+    /// torchvision checkpoint directly.
+    TrainVisual {
+        /// inception-v3 or convnext-tiny
+        #[arg(long)]
+        backbone: String,
+        /// Initial weights: burn record (.bpk) or torchvision checkpoint.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[command(flatten)]
+        opts: TrainOpts,
     },
     /// Import torchvision ImageNet weights into a visual backbone (paper widths).
     ///
@@ -169,6 +264,18 @@ fn run(cli: Cli) -> Result<()> {
             if !r.failed.is_empty() {
                 std::process::exit(2);
             }
+        }
+        Cmd::TrainAudio { feature, opts } => {
+            let size: SizePreset = opts.size.parse()?;
+            let s = train::train_audio(&opts.cache, feature.into(), size, &opts.config(1e-3), &opts.out)?;
+            report_training("train-audio", &s);
+        }
+        Cmd::TrainVisual { backbone, weights, opts } => {
+            let size: SizePreset = opts.size.parse()?;
+            let backbone: VisualBackbone = backbone.parse()?;
+            let cfg = opts.config(if weights.is_some() { 1e-4 } else { 1e-3 });
+            let s = train::train_visual(&opts.cache, backbone, size, weights.as_deref(), &cfg, &opts.out)?;
+            report_training("train-visual", &s);
         }
         Cmd::ImportWeights { backbone, checkpoint, out } => {
             let backbone: Backbone = backbone.parse()?;

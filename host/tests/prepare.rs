@@ -48,6 +48,24 @@ fn make_tau(dir: &Path, clips: &[(&str, &str)]) {
 const GOOD: (&str, &str) = ("park-lisbon-1141-40029", "park");
 const OTHER: (&str, &str) = ("tram-lyon-1190-40063", "tram");
 
+/// GOOD and OTHER in a TAU layout, `breakage` applied, prepared into a fresh cache: GOOD
+/// must still be prepared, and the report is returned.
+fn prepare_with(breakage: impl FnOnce(&Path)) -> Report {
+    let ds = tempfile::tempdir().unwrap();
+    make_tau(ds.path(), &[GOOD, OTHER]);
+    breakage(ds.path());
+    let out = tempfile::tempdir().unwrap();
+    let r = run(&args(ds.path(), out.path())).unwrap();
+    assert_eq!(r.prepared, 1, "the good clip is still prepared: {:?}", r.failed);
+    assert!(Cache::item_path(out.path(), GOOD.0).exists());
+    r
+}
+
+fn remove_clip(ds: &Path, stem: &str) {
+    std::fs::remove_file(ds.join(format!("audio/{stem}.wav"))).unwrap();
+    std::fs::remove_file(ds.join(format!("video/{stem}.mp4"))).unwrap();
+}
+
 fn failure_for<'a>(r: &'a Report, needle: &str) -> &'a str {
     let f = r.failed.iter().find(|f| f.error.contains(needle));
     &f.unwrap_or_else(|| panic!("no failure mentioning {needle:?}: {:?}", r.failed)).error
@@ -115,41 +133,30 @@ fn killed_mid_way_then_rerun_completes_with_no_corrupt_item() {
 }
 
 #[test]
-fn truncated_and_corrupt_mp4_fail_alone() {
-    let ds = tempfile::tempdir().unwrap();
-    make_tau(ds.path(), &[GOOD, OTHER]);
-    let mp4 = ds.path().join(format!("video/{}.mp4", OTHER.0));
-    let bytes = std::fs::read(&mp4).unwrap();
-    std::fs::write(&mp4, &bytes[..bytes.len() / 2]).unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let r = run(&args(ds.path(), out.path())).unwrap();
-    assert_eq!(r.prepared, 1);
+fn truncated_mp4_fails_alone() {
+    let r = prepare_with(|ds| {
+        let mp4 = ds.join(format!("video/{}.mp4", OTHER.0));
+        let bytes = std::fs::read(&mp4).unwrap();
+        std::fs::write(&mp4, &bytes[..bytes.len() / 2]).unwrap();
+    });
     let e = failure_for(&r, OTHER.0);
-    assert!(e.contains(".mp4"), "{e}");
-    assert!(!Cache::item_path(out.path(), OTHER.0).exists());
+    assert!(e.contains(&format!("{}.mp4", OTHER.0)), "{e}");
 }
 
 #[test]
 fn broken_wav_header_fails_alone() {
-    let ds = tempfile::tempdir().unwrap();
-    make_tau(ds.path(), &[GOOD, OTHER]);
-    let w = ds.path().join(format!("audio/{}.wav", OTHER.0));
-    let mut bytes = std::fs::read(&w).unwrap();
-    bytes[8..12].copy_from_slice(b"AVI ");
-    std::fs::write(&w, bytes).unwrap();
-    let r = run(&args(ds.path(), tempfile::tempdir().unwrap().path())).unwrap();
-    assert_eq!(r.prepared, 1);
+    let r = prepare_with(|ds| {
+        let w = ds.join(format!("audio/{}.wav", OTHER.0));
+        let mut bytes = std::fs::read(&w).unwrap();
+        bytes[8..12].copy_from_slice(b"AVI ");
+        std::fs::write(&w, bytes).unwrap();
+    });
     assert!(failure_for(&r, OTHER.0).contains("not a RIFF/WAVE"));
 }
 
 #[test]
 fn missing_file_named_in_the_csv_fails_alone() {
-    let ds = tempfile::tempdir().unwrap();
-    make_tau(ds.path(), &[GOOD, OTHER]);
-    std::fs::remove_file(ds.path().join(format!("audio/{}.wav", OTHER.0))).unwrap();
-    std::fs::remove_file(ds.path().join(format!("video/{}.mp4", OTHER.0))).unwrap();
-    let r = run(&args(ds.path(), tempfile::tempdir().unwrap().path())).unwrap();
-    assert_eq!(r.prepared, 1);
+    let r = prepare_with(|ds| remove_clip(ds, OTHER.0));
     assert!(failure_for(&r, OTHER.0).contains("cannot read"));
 }
 
@@ -177,11 +184,7 @@ fn short_clips_are_padded_from_nine_seconds_else_rejected() {
 
 #[test]
 fn non_finite_samples_fail_alone() {
-    let ds = tempfile::tempdir().unwrap();
-    make_tau(ds.path(), &[GOOD, OTHER]);
-    rewrite_audio(ds.path(), OTHER.0, |a| a.channels[1][1234] = f32::NAN);
-    let r = run(&args(ds.path(), tempfile::tempdir().unwrap().path())).unwrap();
-    assert_eq!(r.prepared, 1);
+    let r = prepare_with(|ds| rewrite_audio(ds, OTHER.0, |a| a.channels[1][1234] = f32::NAN));
     assert!(failure_for(&r, OTHER.0).contains("non-finite"));
 }
 
@@ -224,8 +227,7 @@ fn missing_column_is_one_clear_error_and_the_cache_keeps_its_items() {
 fn failures_exit_with_code_two_and_a_report() {
     let ds = tempfile::tempdir().unwrap();
     make_tau(ds.path(), &[GOOD, OTHER]);
-    std::fs::remove_file(ds.path().join(format!("audio/{}.wav", OTHER.0))).unwrap();
-    std::fs::remove_file(ds.path().join(format!("video/{}.mp4", OTHER.0))).unwrap();
+    remove_clip(ds.path(), OTHER.0);
     let out = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_avsc-host"))
         .args(["prepare", "--dataset"])

@@ -103,7 +103,10 @@ pub fn decode(b: &[u8]) -> Result<Audio> {
             let frame = width * channels;
             let available = b.len() - body;
             ensure!(size <= available, "truncated: data chunk declares {size} bytes but only {available} are present");
-            ensure!(size % frame == 0, "data chunk size {size} is not a whole number of {channels}-channel frames");
+            ensure!(
+                size.is_multiple_of(frame),
+                "data chunk size {size} is not a whole number of {channels}-channel frames"
+            );
             let n = size / frame;
             ensure!(n > 0, "no audio samples");
             let data = &b[body..body + size];

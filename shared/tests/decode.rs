@@ -170,7 +170,7 @@ fn lowpass(x: &[f32], rate: u32, fc: f64) -> Vec<f32> {
         }
     }
     spec[0].im = 0.0;
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         spec[n / 2].im = 0.0;
     }
     inv.process(&mut spec, &mut buf).unwrap();

@@ -55,7 +55,7 @@ fn synthetic(w: usize, h: usize) -> RgbImage {
         for x in 0..w {
             data.push(((x * 255 / (w - 1).max(1) + y * 3) % 256) as u8);
             data.push((((x * 31 + y * 17) ^ (x * y)) & 255) as u8);
-            data.push(if (x / 5 + y / 3) % 2 == 0 { 255 } else { 20 });
+            data.push(if (x / 5 + y / 3).is_multiple_of(2) { 255 } else { 20 });
         }
     }
     RgbImage { width: w, height: h, data }

@@ -158,7 +158,7 @@ pub struct ResInceptionBlock {
 
 impl ResInceptionBlock {
     pub fn new(c_in: usize, c_out: usize, device: &Device) -> Self {
-        assert!(c_out % 4 == 0, "block width {c_out} is not a multiple of 4");
+        assert!(c_out.is_multiple_of(4), "block width {c_out} is not a multiple of 4");
         let b = c_out / 4;
         let conv = |a, c, k| ConvBnConfig::new(a, c, k, BN_EPS).same().init(device);
         Self {

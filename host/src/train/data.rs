@@ -62,6 +62,9 @@ fn label_of(item: &CacheItem) -> usize {
     item.label().expect("split_items keeps labelled items").index()
 }
 
+/// A preloaded spectrogram: f16 values, shape, label.
+type Loaded = (Vec<f16>, [usize; 3], usize);
+
 /// One feature kind's dB statics, preloaded (f16, as stored).
 pub struct AudioData {
     deltas: DeltaParams,
@@ -74,7 +77,7 @@ impl AudioData {
     pub fn load(cache: &Cache, kind: FeatureKind, train: &[CacheItem], val: &[CacheItem]) -> Result<AudioData> {
         let total = train.len() + val.len();
         let pb = crate::progress::bar(total, "loading", "clips");
-        let load = |items: &[CacheItem]| -> Result<Vec<(Vec<f16>, [usize; 3], usize)>> {
+        let load = |items: &[CacheItem]| -> Result<Vec<Loaded>> {
             items
                 .par_iter()
                 .map(|it| {
@@ -89,7 +92,7 @@ impl AudioData {
         pb.finish_and_clear();
         let shape = train.first().map(|t| t.1).context("no training clips")?;
         ensure!(train.iter().chain(&val).all(|t| t.1 == shape), "spectrogram shapes differ across clips");
-        let strip = |v: Vec<(Vec<f16>, [usize; 3], usize)>| v.into_iter().map(|(d, _, l)| (d, l)).collect();
+        let strip = |v: Vec<Loaded>| v.into_iter().map(|(d, _, l)| (d, l)).collect();
         let deltas = cache.manifest.feature_preset.deltas.clone();
         Ok(AudioData { deltas, shape, train: strip(train), val: strip(val) })
     }

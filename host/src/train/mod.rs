@@ -19,6 +19,9 @@
 //!   ([`grouped_validation_split`](crate::dataset::grouped_validation_split)); a clip's
 //!   probabilities are the mean over its views (every frame, for video).
 //!
+//! Without `resume` an existing `OUT/checkpoint` is replaced; with it, training continues after
+//! the last finished epoch (the configuration must match, `epochs` included).
+//!
 //! Determinism: the data order, mixup draws and parameter initialisation come from
 //! `SplitMix64` streams derived from (seed, epoch), and burn's generator (dropout) is reseeded
 //! at every epoch, so `resume` reproduces an uninterrupted run. burn's generator is

@@ -14,25 +14,37 @@ const FRAMES_T: usize = 24;
 /// A cache of `classes` x `locations` x `per_loc` clips: the class is a bright band at a
 /// class-dependent bin of every spectrogram (and the mean colour of every frame).
 fn synthetic_cache(dir: &Path, classes: usize, locations: usize, per_loc: usize, frames: usize) {
+    synthetic_cache_sized(dir, classes, locations, per_loc, frames, BINS, FRAMES_T);
+}
+
+fn synthetic_cache_sized(
+    dir: &Path,
+    classes: usize,
+    locations: usize,
+    per_loc: usize,
+    frames: usize,
+    bins: usize,
+    t_len: usize,
+) {
     let mut rng = SplitMix64::new(99);
     let mut items = Vec::new();
     std::fs::create_dir_all(dir.join("items")).unwrap();
-    for c in 0..classes {
+    for (c, &label) in LABELS.iter().enumerate().take(classes) {
         for l in 0..locations {
             for k in 0..per_loc {
-                let id = format!("{}-{l}-{k}", LABELS[c]);
-                let location = format!("{}-loc{l}", LABELS[c]);
+                let id = format!("{}-{l}-{k}", label);
+                let location = format!("{}-loc{l}", label);
                 let mut spec = || {
-                    let mut data = vec![0.0f32; 2 * BINS * FRAMES_T];
+                    let mut data = vec![0.0f32; 2 * bins * t_len];
                     for ch in 0..2 {
-                        for b in 0..BINS {
-                            for t in 0..FRAMES_T {
+                        for b in 0..bins {
+                            for t in 0..t_len {
                                 let band = if b == 2 + 3 * c { 40.0 } else { 0.0 };
-                                data[(ch * BINS + b) * FRAMES_T + t] = -60.0 + band + 5.0 * rng.normal() as f32;
+                                data[(ch * bins + b) * t_len + t] = -60.0 + band + 5.0 * rng.normal() as f32;
                             }
                         }
                     }
-                    Array3::from_vec([2, BINS, FRAMES_T], data)
+                    Array3::from_vec([2, bins, t_len], data)
                 };
                 let specs = [spec(), spec(), spec()];
                 let frames: Vec<RgbImage> = (0..frames)
@@ -47,22 +59,22 @@ fn synthetic_cache(dir: &Path, classes: usize, locations: usize, per_loc: usize,
                     .collect();
                 let header = ClipHeader {
                     id: id.clone(),
-                    label: Some(LABELS[c].into()),
+                    label: Some(label.into()),
                     location: location.clone(),
-                    spec_shape: [2, BINS, FRAMES_T],
+                    spec_shape: [2, bins, t_len],
                     n_frames: frames.len(),
                     frame_size: 224,
                     padded_seconds: 0.0,
                 };
                 let clip = ClipData { header, specs, frames };
                 std::fs::write(Cache::item_path(dir, &id), clip.encode()).unwrap();
-                items.push(CacheItem { id, label: Some(LABELS[c].into()), location, splits: vec!["train".into()] });
+                items.push(CacheItem { id, label: Some(label.into()), location, splits: vec!["train".into()] });
             }
         }
     }
     let manifest = Manifest {
         schema_version: SCHEMA_VERSION,
-        feature_preset: FeaturePreset { n_bins: BINS, ..FeaturePreset::paper() },
+        feature_preset: FeaturePreset { n_bins: bins, ..FeaturePreset::paper() },
         frame_preset: FramePreset::default(),
         labels: LABELS.iter().map(|s| s.to_string()).collect(),
         dataset: "synthetic".into(),
@@ -220,4 +232,18 @@ fn tiny_visual_net_trains_on_frames() {
     assert_eq!(s.epochs, 1);
     let m = &s.history[0];
     assert!(m.train_loss.is_finite() && m.val_log_loss.is_finite() && (0.0..=1.0).contains(&m.val_accuracy));
+}
+
+/// Timing at the paper's input size (2 x 128 x 309 statics → 6 x 128 x 305):
+/// `cargo test -p avsc-host --release --lib train::tests::tiny_audio_epoch_time -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn tiny_audio_epoch_time_at_paper_input_size() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    synthetic_cache_sized(&cache, 4, 2, 5, 0, 128, 309);
+    let cfg = TrainConfig { epochs: 1, batch_size: 8, val_fraction: 0.2, ..tiny_cfg(1) };
+    let s = train_audio(&cache, FeatureKind::Cqt, SizePreset::Tiny, &cfg, &dir.path().join("o")).unwrap();
+    eprintln!("tiny audio at 6x128x305: {:.2} s for one epoch (train + validation)", s.history[0].seconds);
 }

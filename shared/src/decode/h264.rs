@@ -390,7 +390,7 @@ impl Picture<'_> {
         // Chroma terms once per chroma row, shared by its two luma rows.
         let (mut rv, mut guv, mut bu) = (vec![0i32; cw], vec![0i32; cw], vec![0i32; cw]);
         for (row, out) in img.data.chunks_exact_mut(w * 3).enumerate() {
-            if row % 2 == 0 {
+            if row.is_multiple_of(2) {
                 let crow = row / 2;
                 let urow = &self.u.0[crow * self.u.1..][..cw];
                 let vrow = &self.v.0[crow * self.v.1..][..cw];

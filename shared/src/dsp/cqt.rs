@@ -100,8 +100,8 @@ impl Cqt {
             }
             oct.bin0 = lo;
             oct.hop = my_hop;
-            oct.halve_after = my_hop % 2 == 0 && i + 1 < n_octaves;
-            if my_hop % 2 == 0 {
+            oct.halve_after = my_hop.is_multiple_of(2) && i + 1 < n_octaves;
+            if my_hop.is_multiple_of(2) {
                 my_hop /= 2;
                 my_sr /= 2.0;
             }

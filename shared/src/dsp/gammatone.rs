@@ -217,7 +217,7 @@ fn fma_available() -> bool {
 #[inline]
 fn kernel(m: [&[f32]; FRAMES], w: &[f32], len: usize, use_fma: bool) -> [[f32; FRAMES]; ROWS] {
     // Checked in release too: the AVX2 kernel relies on it (a few compares per tile).
-    assert!(len % LANES == 0 && w.len() == ROWS * len && m.iter().all(|s| s.len() == len));
+    assert!(len.is_multiple_of(LANES) && w.len() == ROWS * len && m.iter().all(|s| s.len() == len));
     #[cfg(target_arch = "x86_64")]
     if use_fma {
         // SAFETY: the CPU supports AVX2 and FMA (checked by `fma_available`), and the

@@ -36,7 +36,7 @@ pub fn hann_periodic(n: usize) -> Vec<f32> {
 
 impl Stft {
     pub fn new(n_fft: usize, win_length: usize, hop: usize, center: bool) -> Stft {
-        assert!(n_fft >= 2 && n_fft % 2 == 0, "n_fft must be even, got {n_fft}");
+        assert!(n_fft >= 2 && n_fft.is_multiple_of(2), "n_fft must be even, got {n_fft}");
         assert!((1..=n_fft).contains(&win_length), "win_length {win_length} must be in 1..=n_fft");
         assert!(hop >= 1, "hop must be positive");
         let fft = FftPlanner::<f32>::new().plan_fft_forward(n_fft);
