@@ -190,14 +190,15 @@ pub fn global_avg_pool(x: Tensor<4>) -> Tensor<2> {
     x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c])
 }
 
-/// Trainable parameters: every float parameter except BatchNorm running statistics (which
-/// burn's `num_params` counts too).
-pub fn trainable_params<M: Module>(module: &M) -> usize {
-    struct Counter {
+/// Calls `f(element_count, read_values)` for every trainable float parameter (BatchNorm
+/// running statistics are buffers and skipped); `read_values` copies the tensor out only
+/// when called.
+pub fn visit_trainable<M: Module>(module: &M, f: impl FnMut(usize, &dyn Fn() -> Vec<f32>)) {
+    struct Visitor<F> {
         field: Vec<String>,
-        total: usize,
+        f: F,
     }
-    impl ModuleVisitor for Counter {
+    impl<F: FnMut(usize, &dyn Fn() -> Vec<f32>)> ModuleVisitor for Visitor<F> {
         fn enter_module(&mut self, name: &str, _container_type: &str) {
             self.field.push(name.to_string());
         }
@@ -205,15 +206,21 @@ pub fn trainable_params<M: Module>(module: &M) -> usize {
             self.field.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let buffer = matches!(self.field.last().map(String::as_str), Some("running_mean" | "running_var"));
-            if !buffer {
-                self.total += param.lazy_shape().num_elements();
+            if matches!(self.field.last().map(String::as_str), Some("running_mean" | "running_var")) {
+                return;
             }
+            let read = || param.val().without_autodiff().into_data().try_to_vec().unwrap_or_default();
+            (self.f)(param.lazy_shape().num_elements(), &read);
         }
     }
-    let mut counter = Counter { field: Vec::new(), total: 0 };
-    module.visit(&mut counter);
-    counter.total
+    module.visit(&mut Visitor { field: Vec::new(), f });
+}
+
+/// Number of trainable parameters.
+pub fn trainable_params<M: Module>(module: &M) -> usize {
+    let mut total = 0;
+    visit_trainable(module, |n, _| total += n);
+    total
 }
 
 /// Write `module`'s parameters to a burnpack file: to a temporary file beside `path`, then

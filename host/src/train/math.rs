@@ -3,7 +3,7 @@
 //! (thread-independent) parameter initialisation.
 
 use crate::rng::SplitMix64;
-use burn::module::{ModuleMapper, ModuleVisitor, Param};
+use burn::module::{ModuleMapper, Param};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Gradients, TensorData};
@@ -76,35 +76,13 @@ pub fn cosine_lr(lr: f64, lr_min: f64, step: usize, total: usize) -> f64 {
     lr_min + 0.5 * (lr - lr_min) * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
 }
 
-/// True for BatchNorm running statistics (buffers, not trainable parameters).
-fn is_buffer(path: &[String]) -> bool {
-    matches!(path.last().map(String::as_str), Some("running_mean" | "running_var"))
-}
-
 /// ‖Θ‖² over the trainable parameters (BatchNorm running statistics excluded).
 pub fn squared_norm<M: Module>(module: &M) -> f64 {
-    struct Sum {
-        path: Vec<String>,
-        total: f64,
-    }
-    impl ModuleVisitor for Sum {
-        fn enter_module(&mut self, name: &str, _container_type: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if is_buffer(&self.path) {
-                return;
-            }
-            let v: Vec<f32> = param.val().without_autodiff().into_data().try_to_vec().unwrap_or_default();
-            self.total += v.iter().map(|&x| x as f64 * x as f64).sum::<f64>();
-        }
-    }
-    let mut sum = Sum { path: Vec::new(), total: 0.0 };
-    module.visit(&mut sum);
-    sum.total
+    let mut total = 0.0;
+    crate::nets::visit_trainable(module, |_, read| {
+        total += read().iter().map(|&x| x as f64 * x as f64).sum::<f64>();
+    });
+    total
 }
 
 /// Redraw every randomly initialised (non-constant) parameter from burn's default
