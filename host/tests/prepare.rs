@@ -61,6 +61,12 @@ fn prepare_with(breakage: impl FnOnce(&Path)) -> Report {
     r
 }
 
+/// `avsc-host prepare` as a user runs it.
+fn prepare_cli(dataset: &Path, out: &Path) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_avsc-host"));
+    c.args(["prepare", "--dataset"]).arg(dataset).arg("--out").arg(out).output().unwrap()
+}
+
 fn remove_clip(ds: &Path, stem: &str) {
     std::fs::remove_file(ds.join(format!("audio/{stem}.wav"))).unwrap();
     std::fs::remove_file(ds.join(format!("video/{stem}.mp4"))).unwrap();
@@ -122,8 +128,7 @@ fn killed_mid_way_then_rerun_completes_with_no_corrupt_item() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let o =
-        Command::new(bin).args(["prepare", "--dataset"]).arg(tau_mini()).arg("--out").arg(out.path()).output().unwrap();
+    let o = prepare_cli(&tau_mini(), out.path());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let cache = Cache::open(out.path()).unwrap();
     assert_eq!(cache.items("all").len(), 20);
@@ -207,13 +212,7 @@ fn missing_column_is_one_clear_error_and_the_cache_keeps_its_items() {
     let meta = ds.path().join("meta.csv");
     let text = std::fs::read_to_string(&meta).unwrap().replace("filename_video", "video");
     std::fs::write(&meta, text).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_avsc-host"))
-        .args(["prepare", "--dataset"])
-        .arg(ds.path())
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .unwrap();
+    let o = prepare_cli(ds.path(), out.path());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
@@ -229,13 +228,7 @@ fn failures_exit_with_code_two_and_a_report() {
     make_tau(ds.path(), &[GOOD, OTHER]);
     remove_clip(ds.path(), OTHER.0);
     let out = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_avsc-host"))
-        .args(["prepare", "--dataset"])
-        .arg(ds.path())
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .unwrap();
+    let o = prepare_cli(ds.path(), out.path());
     assert_eq!(o.status.code(), Some(2));
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("prepare-report.json")).unwrap()).unwrap();
