@@ -3,6 +3,7 @@
 //! the label order, the feature presets, the spectrogram DSP, frame preprocessing.
 
 pub mod array;
+pub mod bundle;
 #[cfg(feature = "decode")]
 pub mod decode;
 pub mod dsp;
