@@ -3,8 +3,14 @@
 
 pub mod cache;
 pub mod dataset;
+pub mod embed;
+pub mod evaluate;
+pub mod export;
 pub mod features;
+pub mod fusion;
 pub mod nets;
+pub mod pipeline;
+pub mod plot;
 pub mod prepare;
 pub mod progress;
 pub mod rng;

@@ -1,5 +1,8 @@
 use anyhow::Result;
 use avsc_host::dataset::Split;
+use avsc_host::embed::EmbeddingSet;
+use avsc_host::fusion::{FusionKind, FusionSpec, Modalities};
+use avsc_host::pipeline;
 use avsc_host::nets::torchvision::{import_torchvision, Backbone};
 use avsc_host::nets::SizePreset;
 use avsc_host::prepare::{self, PrepareArgs};
@@ -208,6 +211,151 @@ enum Cmd {
         /// Visual nuisance level (1 = default).
         #[arg(long, default_value_t = 1.0)]
         visual_noise: f64,
+        /// Prefix of every clip (and location) name: keeps a training and an evaluation set
+        /// apart in one cache.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+    /// Phase II, step 1: run the five frozen backbones over a prepared cache.
+    ///
+    /// Per clip and backbone: the FC(1024) activations and the FC(10) logits (a visual clip:
+    /// the mean over its frames), into EMB/index.json + EMB/<role>.fc1024.npy / .fc10.npy.
+    /// The backbones are read from RUNS/<role>/best.bpk (role: aud_mel, aud_gam, aud_cqt,
+    /// vis_inc, vis_conv).
+    Embed {
+        #[arg(long)]
+        cache: PathBuf,
+        /// Folder with the five Phase-I run folders.
+        #[arg(long)]
+        runs: PathBuf,
+        /// Network widths the runs were trained with.
+        #[arg(long, default_value = "paper")]
+        size: String,
+        /// Evenly spaced frames per clip averaged for the visual embeddings (0: all).
+        #[arg(long, default_value_t = 0)]
+        frames: usize,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Phase II: train one fusion head (f1..f6 + FC(10) + softmax) on frozen embeddings.
+    ///
+    /// Mixup on embeddings, KL loss + L2, Adam; validation on the clips Phase I held out
+    /// (same location split and seed). `--modalities audio|visual` trains the f4-style head
+    /// over the audio or the visual embeddings only (Figure 4).
+    TrainFusion {
+        #[arg(long)]
+        embeddings: PathBuf,
+        /// f1, f2, f3 (FC(1024) embeddings) or f4, f5, f6 (FC(10) logits).
+        #[arg(long, default_value = "f4")]
+        fusion: String,
+        /// av (all five), audio or visual.
+        #[arg(long, default_value = "av")]
+        modalities: String,
+        #[arg(long, default_value = "fold1_train")]
+        split: String,
+        #[arg(long, default_value_t = 30)]
+        epochs: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Continue from OUT/checkpoint after the last finished epoch.
+        #[arg(long)]
+        resume: bool,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Evaluate trained fusion heads as DCASE scores them.
+    ///
+    /// Accuracy (overall, per class), log loss and macro log loss, confusion matrices (CSV and
+    /// PNG), a DCASE submission file (TAB separated) and a Markdown summary, into OUT.
+    Evaluate {
+        #[arg(long)]
+        embeddings: PathBuf,
+        /// Head run folders (each with head.json and best.bpk).
+        #[arg(long = "head", required = true)]
+        heads: Vec<PathBuf>,
+        #[arg(long, default_value = "fold1_evaluate")]
+        split: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Table I: train and evaluate f1..f6 (and the audio-only / visual-only f4 heads).
+    ///
+    /// Prints the per-class accuracy of every fusion as Markdown, and the audio / visual /
+    /// audio-visual comparison; writes OUT/table1.md, OUT/heads/, OUT/eval/.
+    Table1 {
+        #[arg(long)]
+        embeddings: PathBuf,
+        #[arg(long, default_value = "fold1_train")]
+        train_split: String,
+        #[arg(long, default_value = "fold1_evaluate")]
+        test_split: String,
+        #[arg(long, default_value_t = 30)]
+        epochs: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The whole system in one command, from nothing, on the CPU (about 10 minutes on 2 cores).
+    ///
+    /// Synthesises a stand-in dataset, prepares it, trains the five Phase-I networks (tiny
+    /// preset) and the Phase-II heads, evaluates them on a held-out set, and writes
+    /// OUT/report.json, Table I, confusion matrices and training curves. Re-running continues
+    /// where a previous run stopped.
+    Demo {
+        #[arg(long, default_value = "demo")]
+        out: PathBuf,
+        /// Training clips per class (evaluation: half as many, other places).
+        #[arg(long, default_value_t = 16)]
+        clips_per_class: usize,
+        #[arg(long, default_value_t = 8)]
+        audio_epochs: usize,
+        #[arg(long, default_value_t = 5)]
+        visual_epochs: usize,
+        #[arg(long, default_value_t = 30)]
+        fusion_epochs: usize,
+    },
+    /// Export the trained networks as a model bundle for avsc-device (ONNX + manifest.json).
+    ///
+    /// Reads the five Phase-I backbones from RUNS/<role>/best.bpk and the Phase-II heads from
+    /// HEADS/av_<fusion>, HEADS/audio_f4 and HEADS/visual_f4; writes one ONNX file per network
+    /// (ROLE.onnx, and ROLE.int8.onnx for int8) and OUT/manifest.json with every file's role,
+    /// shapes, precision and sha256. Each file is checked by loading it in tract. int8 needs
+    /// --cache (calibration clips); the feature and frame presets come from the cache too.
+    /// Format: models/README.md.
+    Export {
+        /// Folder with the five Phase-I run folders.
+        #[arg(long)]
+        runs: PathBuf,
+        /// Folder with the Phase-II head run folders (table1's OUT/heads).
+        #[arg(long)]
+        heads: PathBuf,
+        /// Network widths the runs were trained with.
+        #[arg(long, default_value = "paper")]
+        size: String,
+        /// Fusion layer of the audio-visual head (f1..f6).
+        #[arg(long, default_value = "f4")]
+        fusion: String,
+        /// f32, int8 or both (one folder, one manifest).
+        #[arg(long, default_value = "f32")]
+        precision: String,
+        /// Feature cache the networks were trained on: presets for the manifest, int8 calibration.
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Feature preset written into the manifest when no --cache is given.
+        #[arg(long, value_enum, default_value = "paper")]
+        preset: Preset,
+        /// Calibration clips for int8 (evenly spaced over the cache).
+        #[arg(long, default_value_t = 64)]
+        calibration_clips: usize,
+        /// Calibrate on this split of the cache only (e.g. fold1_train; default: every clip).
+        #[arg(long)]
+        calibration_split: Option<String>,
+        /// Bundle folder (created if needed).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Compute one spectrogram of a WAV file and write it as a NumPy .npy (float32).
     ///
@@ -231,6 +379,15 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+fn parse_modalities(s: &str) -> Result<Modalities> {
+    Ok(match s {
+        "av" => Modalities::Av,
+        "audio" => Modalities::Audio,
+        "visual" => Modalities::Visual,
+        _ => anyhow::bail!("unknown modalities {s:?} (expected av, audio or visual)"),
+    })
 }
 
 fn preset_by(p: Preset) -> Result<FeaturePreset> {
@@ -291,12 +448,79 @@ fn run(cli: Cli) -> Result<()> {
                 imported.fresh.join(", ")
             );
         }
-        Cmd::Synth { out, clips_per_class, seed, audio_noise, visual_noise } => {
-            let cfg = SynthConfig { clips_per_class, seed, audio_noise, visual_noise, ..Default::default() };
+        Cmd::Synth { out, clips_per_class, seed, audio_noise, visual_noise, prefix } => {
+            let cfg = SynthConfig { clips_per_class, seed, audio_noise, visual_noise, prefix, ..Default::default() };
             let pb = progress::bar(clips_per_class * avsc_shared::NUM_CLASSES, "synth", "clips");
             let n = synth::write(&out, &cfg, |done, _| pb.set_position(done as u64))?;
             pb.finish();
             eprintln!("synth: {n} clips in {}", out.display());
+        }
+        Cmd::Embed { cache, runs, size, frames, batch_size, out } => {
+            let set = avsc_host::embed::run(&avsc_host::embed::EmbedArgs {
+                cache,
+                runs,
+                size: size.parse()?,
+                frames,
+                batch: batch_size,
+                out: out.clone(),
+            })?;
+            eprintln!("embed: {} clips x 5 backbones into {}", set.len(), out.display());
+        }
+        Cmd::TrainFusion { embeddings, fusion, modalities, split, epochs, seed, resume, out } => {
+            let set = EmbeddingSet::read(&embeddings)?;
+            let spec = FusionSpec::new(FusionKind::parse(&fusion)?, parse_modalities(&modalities)?)?;
+            let cfg = TrainConfig { resume, ..pipeline::fusion_config(&split, seed, epochs) };
+            let s = avsc_host::fusion::train(&set, spec, &cfg, &out)?;
+            report_training("train-fusion", &s);
+        }
+        Cmd::Evaluate { embeddings, heads, split, out } => {
+            let set = EmbeddingSet::read(&embeddings)?;
+            let (results, written) = avsc_host::evaluate::run(&set, &heads, &split, &out)?;
+            let cols: Vec<(String, &avsc_host::evaluate::Scores)> = results
+                .iter()
+                .map(|e| (format!("{} {}", e.spec.modalities.name(), e.spec.kind), &e.scores))
+                .collect();
+            println!("{}", avsc_host::evaluate::markdown_table(&cols));
+            eprintln!("evaluate: {} and {} plots in {}", written.metrics.display(), written.pngs.len(), out.display());
+        }
+        Cmd::Table1 { embeddings, train_split, test_split, epochs, seed, out } => {
+            let set = EmbeddingSet::read(&embeddings)?;
+            let t = pipeline::table1(&set, &train_split, &test_split, epochs, seed, &out)?;
+            println!("## Table I (accuracy %, per fusion)\n\n{}", t.table1);
+            println!("## Audio only / visual only / audio-visual (f4)\n\n{}", t.modalities);
+            eprintln!("table1: {}", out.join("table1.md").display());
+        }
+        Cmd::Demo { out, clips_per_class, audio_epochs, visual_epochs, fusion_epochs } => {
+            let cfg = pipeline::DemoConfig {
+                train_clips_per_class: clips_per_class,
+                eval_clips_per_class: clips_per_class.div_ceil(2),
+                audio_epochs,
+                visual_epochs,
+                fusion_epochs,
+                ..pipeline::DemoConfig::new(out)
+            };
+            pipeline::demo(&cfg)?;
+        }
+        Cmd::Export { runs, heads, size, fusion, precision, cache, preset, calibration_clips, calibration_split, out } => {
+            let (feature_preset, frame_preset) = avsc_host::export::presets(cache.as_deref(), preset_by(preset)?)?;
+            let args = avsc_host::export::ExportArgs {
+                runs,
+                heads,
+                fusion: FusionKind::parse(&fusion)?,
+                size: size.parse()?,
+                precisions: avsc_host::export::parse_precision(&precision)?,
+                feature_preset,
+                frame_preset,
+                cache,
+                calibration_clips,
+                calibration_split,
+                out,
+            };
+            let r = avsc_host::export::export_bundle(&args)?;
+            for (name, bytes) in &r.files {
+                println!("{}\t{bytes}", r.dir.join(name).display());
+            }
+            eprintln!("export: bundle in {}", r.dir.display());
         }
         Cmd::Features { input, kind, preset, deltas, out } => {
             let preset = preset_by(preset)?;

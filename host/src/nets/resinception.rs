@@ -8,6 +8,7 @@
 //!
 //! | module          | layers                                                  | out (paper) | size (F x T) |
 //! |-----------------|---------------------------------------------------------|-------------|--------------|
+//! | (input)         | standardise each channel of each example over F x T     | 6           | 128 x 305    |
 //! | `stem`          | conv 3x3 pad 1 → BN → ReLU                              | 32          | 128 x 305    |
 //! |                 | max pool 2x2                                            | 32          | 64 x 152     |
 //! | `stages.0`      | 2 x residual-inception block                            | 128         | 64 x 152     |
@@ -41,6 +42,22 @@ use burn::prelude::*;
 
 /// Keras' BatchNormalization epsilon (the authors' framework).
 const BN_EPS: f64 = 1e-3;
+/// Epsilon of the input standardisation (added to the variance, in dB²).
+pub const INPUT_NORM_EPS: f64 = 1e-5;
+
+/// Per example and channel, `(x − mean) / sqrt(var + ε)` over frequency and time (ONNX
+/// InstanceNormalization with unit scale and zero shift). It removes the recording level — a
+/// constant offset of a dB spectrogram — and the very different scales of the static, delta
+/// and delta-delta channels, so the stem's BatchNorm does not start from a -60 dB mean; the
+/// same computation at training and inference, no running statistics. Without it Aud-GAM
+/// (whose dB values sit far lower than MEL's) validated at chance on the synthetic set.
+pub fn standardise(x: Tensor<4>) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let flat = x.reshape([n, c, h * w]);
+    let centred = flat.clone() - flat.mean_dim(2);
+    let var = centred.clone().square().mean_dim(2);
+    (centred / var.add_scalar(INPUT_NORM_EPS).sqrt()).reshape([n, c, h, w])
+}
 
 /// Widths, depths and regularisation of a [`ResInception`].
 #[derive(Clone, Debug, PartialEq)]
@@ -125,7 +142,7 @@ pub struct ResInception {
 impl ResInception {
     /// Globally pooled backbone features, `[batch, 1024]` (paper preset).
     pub fn forward_pooled(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = self.pool.forward(self.stem.forward(x));
+        let mut x = self.pool.forward(self.stem.forward(standardise(x)));
         let last = self.stages.len() - 1;
         for (s, blocks) in self.stages.iter().enumerate() {
             for block in blocks {
@@ -218,6 +235,22 @@ mod tests {
     fn tiny_shapes_and_size() {
         let n = check(ResInceptionConfig::tiny());
         assert!(n < 500_000, "{n}");
+    }
+
+    #[test]
+    fn standardise_removes_level_and_scale() {
+        let device = Device::flex();
+        // Channel 0: 2 + the ramp 0..8 scaled by 3; channel 1: the same ramp at -60 dB.
+        let ramp: Vec<f32> = (0..8).map(|i| i as f32).collect();
+        let data: Vec<f32> = ramp.iter().map(|v| 2.0 + 3.0 * v).chain(ramp.iter().map(|v| v - 60.0)).collect();
+        let x = Tensor::<4>::from_data(burn::tensor::TensorData::new(data, [1, 2, 2, 4]), &device);
+        let y: Vec<f32> = standardise(x).into_data().try_to_vec().unwrap();
+        // The standardised ramp: (i - 3.5) / sqrt(5.25 + eps), in both channels.
+        for (k, v) in y.iter().enumerate() {
+            let want = (k % 8) as f64 - 3.5;
+            let sd = if k < 8 { (9.0 * 5.25 + INPUT_NORM_EPS).sqrt() / 3.0 } else { (5.25 + INPUT_NORM_EPS).sqrt() };
+            assert!((*v as f64 - want / sd).abs() < 1e-5, "{k}: {v}");
+        }
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct SynthConfig {
     pub height: usize,
     /// Distinct recording places per class (clips of one place share nuisance settings).
     pub locations_per_class: usize,
+    /// Prefix of every clip name (and so of its location): keeps two sets apart in one cache.
+    pub prefix: String,
 }
 
 impl Default for SynthConfig {
@@ -47,6 +49,7 @@ impl Default for SynthConfig {
             width: 160,
             height: 120,
             locations_per_class: 6,
+            prefix: String::new(),
         }
     }
 }
@@ -61,38 +64,50 @@ pub fn visual_group(class: usize) -> usize {
     ((class + NUM_CLASSES - 1) % NUM_CLASSES) / 2
 }
 
-/// Write the dataset; returns the number of clips. Existing clips are overwritten.
-pub fn write(out: &Path, cfg: &SynthConfig, mut progress: impl FnMut(usize, usize)) -> Result<usize> {
+/// Write the dataset (clips in parallel); returns the number of clips. Existing clips are
+/// overwritten.
+pub fn write(out: &Path, cfg: &SynthConfig, progress: impl FnMut(usize, usize) + Send) -> Result<usize> {
+    use rayon::prelude::*;
     let total = cfg.clips_per_class * NUM_CLASSES;
-    let mut done = 0;
     for label in Label::all() {
         let dir = out.join(label.name());
         std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-        for k in 0..cfg.clips_per_class {
-            let loc = k % cfg.locations_per_class;
-            let stem = format!("loc{loc}-{k:03}");
-            let clip_seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add((label.index() * 10_000 + k) as u64);
-            let loc_seed = cfg.seed.wrapping_mul(7_919).wrapping_add((label.index() * 100 + loc) as u64);
-            let mut rng = SplitMix64::derive(clip_seed, 1);
-            let mut loc_rng = SplitMix64::derive(loc_seed, 2);
-            let channels = audio::render(label.index(), cfg, &mut rng, &mut loc_rng);
-            let a = Audio { sample_rate: cfg.sample_rate, channels };
-            avsc_shared::write_atomic(&dir.join(format!("{stem}.wav")), &wav::encode(&a, false))?;
-            let fdir = dir.join(&stem);
-            std::fs::create_dir_all(&fdir).with_context(|| format!("{}: cannot create", fdir.display()))?;
-            let n_frames = (cfg.seconds * cfg.frames_per_second).round() as usize;
-            let mut vrng = SplitMix64::derive(clip_seed, 3);
-            let mut vloc = SplitMix64::derive(loc_seed, 4);
-            let scene = visual::Scene::new(label.index(), cfg, &mut vrng, &mut vloc);
-            for f in 0..n_frames {
-                let img = scene.render(f, cfg, &mut vrng);
-                avsc_shared::write_atomic(&fdir.join(format!("frame_{f:02}.png")), &visual::encode_png(&img)?)?;
-            }
-            done += 1;
-            progress(done, total);
-        }
     }
+    let jobs: Vec<(Label, usize)> = Label::all().flat_map(|l| (0..cfg.clips_per_class).map(move |k| (l, k))).collect();
+    let progress = std::sync::Mutex::new((0usize, progress));
+    jobs.par_iter().try_for_each(|&(label, k)| -> Result<()> {
+        write_clip(out, cfg, label, k)?;
+        let mut p = progress.lock().unwrap();
+        p.0 += 1;
+        let done = p.0;
+        (p.1)(done, total);
+        Ok(())
+    })?;
     Ok(total)
+}
+
+fn write_clip(out: &Path, cfg: &SynthConfig, label: Label, k: usize) -> Result<()> {
+    let dir = out.join(label.name());
+    let loc = k % cfg.locations_per_class;
+    let stem = format!("{}loc{loc}-{k:03}", cfg.prefix);
+    let clip_seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add((label.index() * 10_000 + k) as u64);
+    let loc_seed = cfg.seed.wrapping_mul(7_919).wrapping_add((label.index() * 100 + loc) as u64);
+    let mut rng = SplitMix64::derive(clip_seed, 1);
+    let mut loc_rng = SplitMix64::derive(loc_seed, 2);
+    let channels = audio::render(label.index(), cfg, &mut rng, &mut loc_rng);
+    let a = Audio { sample_rate: cfg.sample_rate, channels };
+    avsc_shared::write_atomic(&dir.join(format!("{stem}.wav")), &wav::encode(&a, false))?;
+    let fdir = dir.join(&stem);
+    std::fs::create_dir_all(&fdir).with_context(|| format!("{}: cannot create", fdir.display()))?;
+    let n_frames = (cfg.seconds * cfg.frames_per_second).round() as usize;
+    let mut vrng = SplitMix64::derive(clip_seed, 3);
+    let mut vloc = SplitMix64::derive(loc_seed, 4);
+    let scene = visual::Scene::new(label.index(), cfg, &mut vrng, &mut vloc);
+    for f in 0..n_frames {
+        let img = scene.render(f, cfg, &mut vrng);
+        avsc_shared::write_atomic(&fdir.join(format!("frame_{f:02}.png")), &visual::encode_png(&img)?)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -137,6 +137,8 @@ pub fn run<M: Net>(
             save_module(valid, &out.join("best.bpk"))?;
         }
         write_metrics(&out.join("metrics.csv"), &history)?;
+        let title = out.file_name().map_or_else(|| "training".to_string(), |n| n.to_string_lossy().into_owned());
+        crate::plot::training_curves(&out.join("curves.png"), &title, &history)?;
     }
     let last = history.last().context("no finished epoch")?;
     let best = history.iter().fold(last, |b, m| if better(m, b) { m } else { b });

@@ -4,6 +4,7 @@
 //! ```text
 //! OUT/
 //!   metrics.csv              one row per finished epoch
+//!   curves.png               training loss, validation log loss and accuracy per epoch
 //!   best.bpk                 the model of the best validation epoch (accuracy, then log loss)
 //!   checkpoint/state.json    last finished epoch, configuration, history
 //!   checkpoint/epoch-NNNN.model.bpk, epoch-NNNN.adam.bin

@@ -1,0 +1,169 @@
+//! `avsc-host export`: the trained networks as ONNX files plus a manifest — the bundle the
+//! device runs (format in models/README.md).
+//!
+//! burn's own ONNX exporter cannot lower GELU, LayerNorm or Softmax, so the host writes ONNX
+//! itself: [`graph`] builds tract-onnx's prost messages, [`layers`] emits the burn modules
+//! (BatchNorm folded into the conv before it), and one file per architecture walks a network
+//! field by field ([`resinception`], [`inception_v3`], [`convnext_tiny`], [`fusion`]).
+//! [`quant`] writes the int8 variants; [`verify`] runs files with tract.
+//!
+//! | file           | input                                   | outputs                              |
+//! |----------------|-----------------------------------------|--------------------------------------|
+//! | audio backbone | `spectrogram` `[N, 6, 128, T]`          | `fc1024` `[N, 1024]`, `logits` `[N, 10]` |
+//! | visual backbone| `image` `[N, 3, 224, 224]`              | `fc1024`, `logits`                   |
+//! | fusion head    | `embeddings` `[N, k, d]` (sources order)| `probabilities` `[N, 10]`            |
+
+pub mod bundle;
+pub mod convnext_tiny;
+pub mod fusion;
+pub mod graph;
+pub mod inception_v3;
+pub mod layers;
+pub mod quant;
+pub mod resinception;
+pub mod verify;
+
+pub use bundle::{export_bundle, parse_precision, presets, ExportArgs, ExportReport};
+
+use crate::fusion::{FusionHead, FusionSpec};
+use crate::nets::convnext_tiny::{ConvNextTiny, ConvNextTinyConfig};
+use crate::nets::inception_v3::{InceptionV3, InceptionV3Config};
+use crate::nets::resinception::{ResInception, ResInceptionConfig};
+use crate::nets::{load_module, Embeddings, Head, SizePreset};
+use anyhow::{bail, Result};
+use avsc_shared::bundle::{Dim, Role, TensorSpec};
+use burn::prelude::*;
+use graph::Graph;
+use quant::Calibration;
+use std::path::Path;
+
+/// Output names of a backbone graph.
+pub const FC1024: &str = "fc1024";
+pub const LOGITS: &str = "logits";
+/// Input names.
+pub const SPECTROGRAM: &str = "spectrogram";
+pub const IMAGE: &str = "image";
+pub const EMBEDDINGS: &str = "embeddings";
+/// Output of a fusion head.
+pub const PROBABILITIES: &str = "probabilities";
+/// The symbolic batch and spectrogram-frame dimensions.
+pub const BATCH: &str = "N";
+pub const FRAMES: &str = "T";
+
+/// A Phase-I network in eval mode.
+// One value at a time, during export: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Backbone {
+    Audio(ResInception),
+    Inception(InceptionV3),
+    ConvNext(ConvNextTiny),
+}
+
+impl Backbone {
+    /// A freshly initialised network of `role` (for tests).
+    pub fn init(role: Role, size: SizePreset, device: &Device) -> Result<Backbone> {
+        Ok(match role {
+            Role::AudMel | Role::AudGam | Role::AudCqt => {
+                Backbone::Audio(ResInceptionConfig::preset(size).init(device))
+            }
+            Role::VisInc => Backbone::Inception(InceptionV3Config::preset(size).init(device)),
+            Role::VisConv => Backbone::ConvNext(ConvNextTinyConfig::preset(size).init(device)),
+            other => bail!("{} is not a backbone", other.name()),
+        })
+    }
+
+    /// The trained network of `role` from its burn record.
+    pub fn load(role: Role, size: SizePreset, model: &Path) -> Result<Backbone> {
+        let device = Device::flex();
+        Ok(match Self::init(role, size, &device)? {
+            Backbone::Audio(n) => Backbone::Audio(load_module(n, model)?),
+            Backbone::Inception(n) => Backbone::Inception(load_module(n, model)?),
+            Backbone::ConvNext(n) => Backbone::ConvNext(load_module(n, model)?),
+        })
+    }
+
+    /// burn's forward pass (the reference the exported graph must match).
+    pub fn forward(&self, x: Tensor<4>) -> Embeddings {
+        match self {
+            Backbone::Audio(n) => n.forward(x),
+            Backbone::Inception(n) => n.forward(x),
+            Backbone::ConvNext(n) => n.forward(x),
+        }
+    }
+
+    fn head(&self) -> &Head {
+        match self {
+            Backbone::Audio(n) => &n.head,
+            Backbone::Inception(n) => &n.head,
+            Backbone::ConvNext(n) => &n.head,
+        }
+    }
+
+    /// The graph input: `spectrogram` `[N, channels, bins, T]` (audio; the frame count is
+    /// symbolic) or `image` `[N, 3, size, size]`.
+    pub fn input_spec(&self, n_bins: usize, frame_size: usize) -> TensorSpec {
+        let (name, dims) = match self {
+            Backbone::Audio(n) => {
+                let c = n.stem.conv.weight.val().dims()[1];
+                (SPECTROGRAM, vec![Dim::Fixed(c), Dim::Fixed(n_bins), Dim::Symbol(FRAMES.into())])
+            }
+            _ => (IMAGE, vec![Dim::Fixed(3), Dim::Fixed(frame_size), Dim::Fixed(frame_size)]),
+        };
+        let mut shape = vec![Dim::Symbol(BATCH.into())];
+        shape.extend(dims);
+        TensorSpec { name: name.into(), shape }
+    }
+
+    /// `fc1024` and `logits`.
+    pub fn output_specs(&self) -> Vec<TensorSpec> {
+        let h = self.head();
+        let (e, k) = (h.fc1.weight.val().dims()[1], h.fc2.weight.val().dims()[1]);
+        vec![TensorSpec::batched(FC1024, &[e]), TensorSpec::batched(LOGITS, &[k])]
+    }
+
+    /// The ONNX graph (int8 where `calibration` covers a conv's or dense layer's input).
+    pub fn graph(&self, input: &TensorSpec, calibration: Option<Calibration>) -> Result<Graph> {
+        let mut g = Graph::new(&format!("{self}"));
+        g.calibration = calibration;
+        let x = g.input(input);
+        let (fc1024, logits) = match self {
+            Backbone::Audio(n) => resinception::emit(&mut g, n, &x)?,
+            Backbone::Inception(n) => inception_v3::emit(&mut g, n, &x)?,
+            Backbone::ConvNext(n) => convnext_tiny::emit(&mut g, n, &x)?,
+        };
+        let outs = self.output_specs();
+        g.output(&fc1024, &outs[0]);
+        g.output(&logits, &outs[1]);
+        Ok(g)
+    }
+}
+
+impl std::fmt::Display for Backbone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backbone::Audio(_) => "resinception",
+            Backbone::Inception(_) => "inception_v3",
+            Backbone::ConvNext(_) => "convnext_tiny",
+        })
+    }
+}
+
+/// A fusion head's input `embeddings` `[N, k, d]` and output `probabilities` `[N, 10]`.
+pub fn fusion_specs(spec: &FusionSpec) -> (TensorSpec, TensorSpec) {
+    (
+        TensorSpec::batched(EMBEDDINGS, &[spec.k(), spec.d()]),
+        TensorSpec::batched(PROBABILITIES, &[avsc_shared::NUM_CLASSES]),
+    )
+}
+
+/// The ONNX graph of a fusion head.
+pub fn fusion_graph(head: &FusionHead, spec: &FusionSpec, calibration: Option<Calibration>) -> Graph {
+    let (input, output) = fusion_specs(spec);
+    let mut g = Graph::new(&format!("fusion_{}_{}", spec.modalities.name(), spec.kind));
+    g.calibration = calibration;
+    let x = g.input(&input);
+    let p = fusion::emit(&mut g, head, &x);
+    g.output(&p, &output);
+    g
+}

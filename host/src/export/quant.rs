@@ -1,0 +1,246 @@
+//! int8 export. Only convolutions (but not depthwise ones) and dense layers are quantized;
+//! everything between them (ReLU, GELU, pooling, LayerNorm, concat, softmax) stays float,
+//! because tract runs QuantizeLinear/DequantizeLinear chains around other ops as float anyway
+//! and folds a quantized Softmax into a wrong lookup table (measured with tract 0.23.9, #6).
+//!
+//! Activations are uint8 (per tensor, asymmetric, min/max from calibration), weights int8
+//! (per tensor, symmetric, zero point 0). A conv becomes QuantizeLinear → QLinearConv (int32
+//! bias) → DequantizeLinear; a dense layer becomes QuantizeLinear → MatMulInteger → Cast →
+//! Mul → Add (float bias), so the embeddings and logits keep full resolution. An activation
+//! read by several convs (inception branches) is quantized once. QLinearConv measured
+//! slightly ahead of ConvInteger + float rescaling in tract on x86 (ConvNeXt: int8/f32
+//! latency 1.14 against 1.54); depthwise convs stay float because tract's fast depthwise
+//! kernels are float only, and so do the first layer and the logits layer (see
+//! `calibrated_values`).
+
+use super::graph::{attr_int, Graph, Value};
+use super::layers::{conv_attrs, ConvWeights};
+use super::verify::{Array, Plan};
+use crate::cache::Cache;
+use anyhow::{ensure, Context, Result};
+use avsc_shared::bundle::Role;
+use std::collections::HashMap;
+use std::path::Path;
+use tract_onnx::pb::tensor_proto::DataType;
+
+/// Activation ranges seen on calibration inputs, by value name of the f32 graph.
+#[derive(Clone, Debug, Default)]
+pub struct Calibration {
+    pub ranges: HashMap<String, (f32, f32)>,
+    /// Value → its uint8 form, once emitted.
+    quantized: HashMap<String, Quantized>,
+}
+
+impl Calibration {
+    pub fn new(ranges: HashMap<String, (f32, f32)>) -> Calibration {
+        Calibration { ranges, quantized: HashMap::new() }
+    }
+}
+
+/// uint8 quantization of a calibrated range (widened to hold 0): (scale, zero point).
+fn uint8_params((lo, hi): (f32, f32)) -> (f32, u8) {
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    let scale = ((hi - lo) / 255.0).max(1e-12);
+    (scale, (-lo / scale).round().clamp(0.0, 255.0) as u8)
+}
+
+/// A quantized activation: its uint8 value, scale (number and initializer), zero point.
+#[derive(Clone, Debug)]
+struct Quantized {
+    q: Value,
+    scale: f32,
+    scale_v: Value,
+    zero_v: Value,
+}
+
+/// The uint8 form of `x`, if the graph is being quantized and `x` was calibrated.
+fn quantize_input(g: &mut Graph, x: &str) -> Option<Quantized> {
+    let cal = g.calibration.as_ref()?;
+    if let Some(q) = cal.quantized.get(x) {
+        return Some(q.clone());
+    }
+    let (scale, zp) = uint8_params(*cal.ranges.get(x)?);
+    let scale_v = g.scalar(&format!("{x}.q_scale"), scale);
+    let zero_v = g.init_8bit(&format!("{x}.q_zero"), &[], &[zp], false);
+    let q = g.node("QuantizeLinear", &format!("{x}.q"), &[x, &scale_v, &zero_v], vec![]);
+    let q = Quantized { q, scale, scale_v, zero_v };
+    g.calibration.as_mut().expect("checked").quantized.insert(x.to_string(), q.clone());
+    Some(q)
+}
+
+/// Per-tensor symmetric int8 weights (as bytes) and their scale.
+fn quantize_weights(w: &[f32]) -> (Vec<u8>, f32) {
+    let max = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let q = w.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8 as u8).collect();
+    (q, scale)
+}
+
+/// The quantized form of a conv, if the graph is being quantized and both its input and its
+/// output were calibrated: QLinearConv (int32 bias), then DequantizeLinear.
+pub fn conv(g: &mut Graph, name: &str, x: &str, cw: &ConvWeights) -> Option<Value> {
+    if cw.groups > 1 {
+        // Depthwise: tract's fast depthwise kernels are float only, and the weights are few.
+        return None;
+    }
+    let (ys, yzp) = uint8_params(*g.calibration.as_ref()?.ranges.get(name)?);
+    let xq = quantize_input(g, x)?;
+    let (wq, ws) = quantize_weights(&cw.w);
+    let w = g.init_8bit(&format!("{name}.weight_q"), &cw.dims, &wq, true);
+    let wz = g.init_8bit(&format!("{name}.weight_zero"), &[], &[0], true);
+    let wsv = g.scalar(&format!("{name}.weight_scale"), ws);
+    let ysv = g.scalar(&format!("{name}.y_scale"), ys);
+    let yzv = g.init_8bit(&format!("{name}.y_zero"), &[], &[yzp], false);
+    let acc_scale = xq.scale as f64 * ws as f64;
+    let bq: Vec<i32> = cw.b.iter().map(|&b| (b as f64 / acc_scale).round() as i32).collect();
+    let bv = g.init_i32(&format!("{name}.bias_q"), &[cw.dims[0]], &bq);
+    let inputs = [&xq.q, &xq.scale_v, &xq.zero_v, &w, &wsv, &wz, &ysv, &yzv, &bv].map(String::as_str);
+    let yq = g.node("QLinearConv", &format!("{name}.q"), &inputs, conv_attrs(cw));
+    Some(g.node("DequantizeLinear", name, &[&yq, &ysv, &yzv], vec![]))
+}
+
+/// The quantized form of a dense layer `[N, d_in] x [d_in, d_out]`: MatMulInteger into int32,
+/// then `acc · x_scale · w_scale + bias` in float (the outputs are embeddings and logits:
+/// kept at full resolution).
+pub fn dense(g: &mut Graph, name: &str, x: &str, w: &[f32], dims: [usize; 2], b: Option<&[f32]>) -> Option<Value> {
+    let xq = quantize_input(g, x)?;
+    let (wq, ws) = quantize_weights(w);
+    let wv = g.init_8bit(&format!("{name}.weight_q"), &dims, &wq, true);
+    let wz = g.init_8bit(&format!("{name}.weight_zero"), &[], &[0], true);
+    let acc = g.node("MatMulInteger", &format!("{name}.int"), &[&xq.q, &wv, &xq.zero_v, &wz], vec![]);
+    let f = g.node("Cast", &format!("{name}.acc"), &[&acc], vec![attr_int("to", DataType::Float as i64)]);
+    let s = g.scalar(&format!("{name}.scale"), xq.scale * ws);
+    match b {
+        Some(b) => {
+            let y = g.node("Mul", &format!("{name}.scaled"), &[&f, &s], vec![]);
+            let bv = g.init_f32(&format!("{name}.bias"), &[dims[1]], b);
+            Some(g.node("Add", name, &[&y, &bv], vec![]))
+        }
+        None => Some(g.node("Mul", name, &[&f, &s], vec![])),
+    }
+}
+
+/// The values an int8 pass calibrates: the input and output of every Conv, Gemm and MatMul,
+/// except the first layer (it reads the graph input: a dB spectrogram or normalised pixels,
+/// whose 8-bit steps cost the most accuracy for the fewest operations) and the layers that
+/// write a graph output (the logits). Without a range, a layer stays float.
+fn calibrated_values(bytes: &[u8]) -> Result<Vec<String>> {
+    let g = super::graph::decode(bytes)?.graph.expect("decode checks the graph");
+    let outputs: Vec<&String> = g.output.iter().map(|o| &o.name).collect();
+    let identity_of_output: Vec<&String> = g
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Identity" && outputs.contains(&&n.output[0]))
+        .map(|n| &n.input[0])
+        .collect();
+    let mut float_inputs: Vec<&String> = g.input.iter().map(|i| &i.name).collect();
+    for n in &g.node {
+        let out = &n.output[0];
+        if outputs.contains(&out) || identity_of_output.contains(&out) {
+            float_inputs.push(&n.input[0]);
+        }
+    }
+    let mut names: Vec<String> = Vec::new();
+    for n in &g.node {
+        if matches!(n.op_type.as_str(), "Conv" | "Gemm" | "MatMul") && !float_inputs.contains(&&n.input[0]) {
+            for v in [&n.input[0], &n.output[0]] {
+                if !names.contains(v) {
+                    names.push(v.clone());
+                }
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Activation ranges of the f32 model `bytes` at the conv / dense layers to quantize, over
+/// `inputs` (each a batch).
+pub fn calibrate(bytes: &[u8], inputs: &[Array]) -> Result<Calibration> {
+    ensure!(!inputs.is_empty(), "no calibration inputs");
+    let names = calibrated_values(bytes)?;
+    let plan = Plan::with_outputs(bytes, &names)?;
+    let mut ranges: HashMap<String, (f32, f32)> = HashMap::new();
+    for x in inputs {
+        for (name, a) in names.iter().zip(plan.run(std::slice::from_ref(x))?) {
+            let r = ranges.entry(name.clone()).or_insert((f32::MAX, f32::MIN));
+            for &v in &a.data {
+                r.0 = r.0.min(v);
+                r.1 = r.1.max(v);
+            }
+        }
+    }
+    Ok(Calibration::new(ranges))
+}
+
+/// Calibration inputs drawn from a feature cache: evenly spaced clips, the spectrogram stack
+/// of an audio network, the middle frame of a clip for a visual one.
+pub struct CalibrationSource {
+    cache: Cache,
+    clips: Vec<usize>,
+}
+
+impl CalibrationSource {
+    /// `clips` evenly spaced clips of the cache (of `split` only, when given).
+    pub fn open(cache: &Path, split: Option<&str>, clips: usize) -> Result<CalibrationSource> {
+        let cache = Cache::open(cache)?;
+        let pool: Vec<usize> = (0..cache.manifest.items.len())
+            .filter(|&i| split.is_none_or(|s| cache.manifest.items[i].splits.iter().any(|x| x == s)))
+            .collect();
+        let n = pool.len();
+        ensure!(n > 0, "{}: no clips to calibrate on", cache.root.display());
+        let k = clips.clamp(1, n);
+        let clips = (0..k).map(|j| pool[(2 * j + 1) * n / (2 * k)]).collect();
+        Ok(CalibrationSource { cache, clips })
+    }
+
+    /// Labels of the chosen clips.
+    pub fn labels(&self) -> Vec<Option<usize>> {
+        self.clips.iter().map(|&i| self.cache.manifest.items[i].label().map(|l| l.index())).collect()
+    }
+
+    /// Network inputs of `role` for the calibration clips, one batch of 1 each.
+    pub fn inputs(&self, role: Role) -> Result<Vec<Array>> {
+        let m = &self.cache.manifest;
+        self.clips
+            .iter()
+            .map(|&i| {
+                let item = &m.items[i];
+                if let Some(kind) = crate::embed::feature_kind(role) {
+                    let clip = self.cache.read(&item.id)?;
+                    let s = avsc_shared::dsp::deltas::stack6(clip.spec(kind), &m.feature_preset.deltas);
+                    let [c, f, t] = s.shape;
+                    return Ok(Array::new(&[1, c, f, t], s.data));
+                }
+                let path = Cache::item_path(&self.cache.root, &item.id);
+                let (h, _) = crate::train::data::read_frames(&path, &[])?;
+                ensure!(h.n_frames > 0, "{}: no frames", path.display());
+                let (_, imgs) = crate::train::data::read_frames(&path, &[h.n_frames / 2])?;
+                let x = avsc_shared::image::normalise(&imgs[0], &crate::embed::normalisation(role));
+                let s = m.frame_preset.size;
+                Ok(Array::new(&[1, 3, s, s], x))
+            })
+            .collect::<Result<_>>()
+            .with_context(|| format!("calibration inputs for {}", role.name()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_is_exact_and_weights_round_to_half_a_step() {
+        for range in [(-1.5, 3.0), (0.0, 6.0), (0.2, 0.9), (-4.0, -1.0)] {
+            let (scale, zp) = uint8_params(range);
+            // Real 0 (ReLU output, padding) maps to an integer exactly.
+            assert_eq!((0.0 / scale + zp as f32).fract(), 0.0);
+            assert!(scale * 255.0 >= range.1 - range.0.min(0.0) - 1e-6);
+        }
+        let w = [0.5, -1.27, 0.003, 1.0];
+        let (q, s) = quantize_weights(&w);
+        assert_eq!(q[1] as i8, -127);
+        for (v, q) in w.iter().zip(&q) {
+            assert!((*q as i8 as f32 * s - v).abs() <= s / 2.0 + 1e-7);
+        }
+    }
+}
