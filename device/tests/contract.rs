@@ -1,12 +1,13 @@
 //! The device reports the contract it was built with: labels and presets that deserialise
 //! back to exactly what avsc-shared defines (what a bundle's manifest will be checked against).
 
+mod common;
+
 use avsc_shared::{FeaturePreset, LABELS};
-use std::process::Command;
 
 #[test]
 fn contract_matches_avsc_shared() {
-    let o = Command::new(env!("CARGO_BIN_EXE_avsc-device")).arg("contract").output().unwrap();
+    let o = common::bin().arg("contract").output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let labels: Vec<String> = serde_json::from_value(v["labels"].clone()).unwrap();

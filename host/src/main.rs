@@ -2,9 +2,9 @@ use anyhow::Result;
 use avsc_host::dataset::Split;
 use avsc_host::embed::EmbeddingSet;
 use avsc_host::fusion::{FusionKind, FusionSpec, Modalities};
-use avsc_host::pipeline;
 use avsc_host::nets::torchvision::{import_torchvision, Backbone};
 use avsc_host::nets::SizePreset;
+use avsc_host::pipeline;
 use avsc_host::prepare::{self, PrepareArgs};
 use avsc_host::progress;
 use avsc_host::synth::{self, SynthConfig};
@@ -476,10 +476,8 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Evaluate { embeddings, heads, split, out } => {
             let set = EmbeddingSet::read(&embeddings)?;
             let (results, written) = avsc_host::evaluate::run(&set, &heads, &split, &out)?;
-            let cols: Vec<(String, &avsc_host::evaluate::Scores)> = results
-                .iter()
-                .map(|e| (format!("{} {}", e.spec.modalities.name(), e.spec.kind), &e.scores))
-                .collect();
+            let cols: Vec<(String, &avsc_host::evaluate::Scores)> =
+                results.iter().map(|e| (format!("{} {}", e.spec.modalities.name(), e.spec.kind), &e.scores)).collect();
             println!("{}", avsc_host::evaluate::markdown_table(&cols));
             eprintln!("evaluate: {} and {} plots in {}", written.metrics.display(), written.pngs.len(), out.display());
         }
@@ -501,7 +499,18 @@ fn run(cli: Cli) -> Result<()> {
             };
             pipeline::demo(&cfg)?;
         }
-        Cmd::Export { runs, heads, size, fusion, precision, cache, preset, calibration_clips, calibration_split, out } => {
+        Cmd::Export {
+            runs,
+            heads,
+            size,
+            fusion,
+            precision,
+            cache,
+            preset,
+            calibration_clips,
+            calibration_split,
+            out,
+        } => {
             let (feature_preset, frame_preset) = avsc_host::export::presets(cache.as_deref(), preset_by(preset)?)?;
             let args = avsc_host::export::ExportArgs {
                 runs,

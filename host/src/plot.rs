@@ -194,7 +194,7 @@ mod tests {
         let p = dir.path().join("c.png");
         confusion(&p, "test", &m).unwrap();
         let (w, h, px) = decode(&p);
-        assert_eq!((w, h), (900, 820));
+        assert_eq!((w, h), (900, 840));
         // A diagonal cell (90 %) is dark blue, an empty cell white: sample the cells' corners.
         let at = |x: u32, y: u32| {
             let i = ((y * w + x) * 3) as usize;

@@ -70,7 +70,9 @@ pub fn export_bundle(args: &ExportArgs) -> Result<ExportReport> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
     let int8 = args.precisions.contains(&Precision::Int8);
     let calib_source = match (&args.cache, int8) {
-        (Some(c), true) => Some(quant::CalibrationSource::open(c, args.calibration_split.as_deref(), args.calibration_clips)?),
+        (Some(c), true) => {
+            Some(quant::CalibrationSource::open(c, args.calibration_split.as_deref(), args.calibration_clips)?)
+        }
         (None, true) => bail!("int8 export calibrates on a feature cache: give --cache"),
         _ => None,
     };

@@ -134,6 +134,11 @@ fn calibrated_values(bytes: &[u8]) -> Result<Vec<String>> {
         .map(|n| &n.input[0])
         .collect();
     let mut float_inputs: Vec<&String> = g.input.iter().map(|i| &i.name).collect();
+    // The audio network standardises its input first (`input_norm`): the stem conv behind it
+    // still reads the spectrogram, and stays float like every first layer.
+    for n in g.node.iter().filter(|n| n.name == "input_norm") {
+        float_inputs.push(&n.output[0]);
+    }
     for n in &g.node {
         let out = &n.output[0];
         if outputs.contains(&out) || identity_of_output.contains(&out) {

@@ -1,0 +1,286 @@
+//! The device loop: audio drives the clock; frames are embedded as they arrive; each closed
+//! window is classified and written as one JSON line. It sees only the source traits, so
+//! `run` (ALSA + V4L2) and `classify` (files) are the same loop.
+
+use crate::infer::{Engine, Latency};
+use crate::sources::{AudioSource, Frame, FrameSource};
+use crate::window::{AudioWindow, EmbeddingRing, Windower};
+use anyhow::{Context, Result};
+use avsc_shared::LABELS;
+use serde::Serialize;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Where frames come from: nowhere, a source pulled in step with the audio clock (files),
+/// or a capture thread (cameras: `next_frame` blocks and may stall for seconds).
+pub enum FrameFeed {
+    None,
+    Pull { src: Box<dyn FrameSource>, pending: Option<Frame>, done: bool },
+    Thread(Receiver<Frame>),
+}
+
+impl FrameFeed {
+    pub fn pull(src: Box<dyn FrameSource>) -> FrameFeed {
+        FrameFeed::Pull { src, pending: None, done: false }
+    }
+
+    /// Hand every frame up to stream time `t` (all frames received, for a thread) to `f`.
+    fn drain_until(&mut self, t: f64, mut f: impl FnMut(Frame) -> Result<()>) -> Result<()> {
+        match self {
+            FrameFeed::None => Ok(()),
+            FrameFeed::Pull { src, pending, done } => loop {
+                if pending.is_none() && !*done {
+                    *pending = src.next_frame()?;
+                    *done = pending.is_none();
+                }
+                match pending.take() {
+                    Some(fr) if fr.t < t => f(fr)?,
+                    other => {
+                        *pending = other;
+                        return Ok(());
+                    }
+                }
+            },
+            FrameFeed::Thread(rx) => loop {
+                match rx.try_recv() {
+                    Ok(fr) => f(fr)?,
+                    Err(TryRecvError::Empty) => return Ok(()),
+                    Err(TryRecvError::Disconnected) => {
+                        tracing::warn!("camera thread ended; going on audio-only");
+                        *self = FrameFeed::None;
+                        return Ok(());
+                    }
+                }
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LoopOptions {
+    pub hop_s: f64,
+    /// Stop after this many windows.
+    pub max_windows: Option<u64>,
+    /// A stream shorter than one window is zero-padded to one if it has at least this
+    /// fraction of it (as the trainer padded short clips); 0 < x <= 1.
+    pub min_fraction: f64,
+    /// Read size, seconds.
+    pub chunk_s: f64,
+}
+
+impl Default for LoopOptions {
+    fn default() -> Self {
+        LoopOptions { hop_s: 10.0, max_windows: None, min_fraction: 0.5, chunk_s: 0.1 }
+    }
+}
+
+/// One output line.
+#[derive(Serialize)]
+pub struct Record<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'a str>,
+    pub window: u64,
+    pub start_s: f64,
+    pub end_s: f64,
+    pub top: &'static str,
+    /// Label -> probability, in label (alphabetical) order.
+    pub probabilities: serde_json::Map<String, serde_json::Value>,
+    pub modalities: Vec<&'static str>,
+    pub head: &'static str,
+    pub frames: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub latency_ms: Latency,
+}
+
+/// Writes the lines and remembers the first failure (the windower's callback cannot return
+/// one).
+struct Emitter<'a> {
+    source: Option<&'a str>,
+    out: &'a mut dyn Write,
+    clip: f64,
+    max_windows: Option<u64>,
+    written: u64,
+    failure: Option<anyhow::Error>,
+}
+
+impl Emitter<'_> {
+    fn done(&self) -> bool {
+        self.failure.is_some() || self.max_windows.is_some_and(|m| self.written >= m)
+    }
+
+    fn window(&mut self, engine: &mut Engine, w: &AudioWindow, ring: &mut EmbeddingRing, frame_ms: &mut EmbeddingRing) {
+        if self.done() {
+            return;
+        }
+        if let Err(e) = self.try_window(engine, w, ring, frame_ms) {
+            self.failure = Some(e.context(format!("window at {:.2} s", w.start_s)));
+        }
+    }
+
+    fn try_window(
+        &mut self,
+        engine: &mut Engine,
+        w: &AudioWindow,
+        ring: &mut EmbeddingRing,
+        frame_ms: &mut EmbeddingRing,
+    ) -> Result<()> {
+        let t0 = Instant::now();
+        let end = w.start_s + self.clip;
+        let (n_ms, ms_mean) = frame_ms.mean(w.start_s, end);
+        let visual_ms = ms_mean[0] as f64 * n_ms as f64;
+        let (n, mean) = ring.mean(w.start_s, end);
+        let r = engine.classify(Some((w.channels, w.sample_rate)), Some((n, mean)), visual_ms)?;
+        let mut latency_ms = r.latency;
+        latency_ms.end_of_window = t0.elapsed().as_secs_f64() * 1e3;
+        let top = (0..LABELS.len()).max_by(|&a, &b| r.probabilities[a].total_cmp(&r.probabilities[b])).unwrap_or(0);
+        let probabilities =
+            LABELS.iter().zip(r.probabilities).map(|(l, p)| (l.to_string(), serde_json::json!(p))).collect();
+        let modalities = [(r.audio, "audio"), (r.visual, "visual")].into_iter().filter(|m| m.0).map(|m| m.1).collect();
+        let rec = Record {
+            source: self.source,
+            window: w.index,
+            start_s: w.start_s,
+            end_s: end,
+            top: LABELS[top],
+            probabilities,
+            modalities,
+            head: r.head,
+            frames: if r.visual { n } else { 0 },
+            note: r.note,
+            latency_ms,
+        };
+        let line = serde_json::to_string(&rec).expect("plain data serialises");
+        writeln!(self.out, "{line}").and_then(|_| self.out.flush()).context("cannot write the output")?;
+        self.written += 1;
+        Ok(())
+    }
+}
+
+/// Run until the audio ends, `stop` is set or `max_windows` are written. Returns the
+/// number of windows written.
+pub fn run_loop(
+    engine: &mut Engine,
+    audio: &mut dyn AudioSource,
+    mut frames: FrameFeed,
+    opts: &LoopOptions,
+    stop: &AtomicBool,
+    source: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    let (ch, rate) = (audio.channels(), audio.sample_rate());
+    let clip = engine.preset().clip_seconds;
+    let fps = engine.frames().fps;
+    let mut windower = Windower::new(ch, rate, clip, opts.hop_s);
+    let cap = ((clip + opts.hop_s) * fps).ceil() as usize + 4;
+    let width = engine.visual_width().max(1);
+    let mut ring = EmbeddingRing::new(cap, width);
+    let mut frame_ms = EmbeddingRing::new(cap, 1);
+    let mut emb = vec![0.0f32; width];
+    let mut buf = vec![0.0f32; ((opts.chunk_s * rate as f64).ceil() as usize).max(1) * ch];
+    let mut em = Emitter { source, out, clip, max_windows: opts.max_windows, written: 0, failure: None };
+
+    while !stop.load(Ordering::Relaxed) && !em.done() {
+        let Some(r) = audio.read(&mut buf)? else { break };
+        let t_end = r.t + r.frames as f64 / rate as f64;
+        drain_frames(engine, &mut frames, t_end, &mut ring, &mut frame_ms, &mut emb)?;
+        windower.push(r.t, &buf[..r.frames * ch], |w| em.window(engine, w, &mut ring, &mut frame_ms));
+    }
+    if !stop.load(Ordering::Relaxed) && !em.done() {
+        drain_frames(engine, &mut frames, f64::INFINITY, &mut ring, &mut frame_ms, &mut emb)?;
+        windower.flush_partial(opts.min_fraction, |w| em.window(engine, w, &mut ring, &mut frame_ms));
+        if windower.windows_emitted() == 0 {
+            anyhow::bail!(
+                "{:.2} s of audio: shorter than {:.0}% of one {clip:.0}-s window",
+                windower.now_s(),
+                opts.min_fraction * 100.0
+            );
+        }
+    }
+    match em.failure {
+        Some(e) => Err(e),
+        None => Ok(em.written),
+    }
+}
+
+fn drain_frames(
+    engine: &mut Engine,
+    frames: &mut FrameFeed,
+    t: f64,
+    ring: &mut EmbeddingRing,
+    frame_ms: &mut EmbeddingRing,
+    emb: &mut [f32],
+) -> Result<()> {
+    if !engine.has_visual() {
+        return frames.drain_until(t, |_| Ok(()));
+    }
+    frames.drain_until(t, |fr| {
+        let t0 = Instant::now();
+        match engine.embed_frame(&fr.image, emb) {
+            Ok(()) => {
+                ring.push(fr.t, emb);
+                frame_ms.push(fr.t, &[(t0.elapsed().as_secs_f64() * 1e3) as f32]);
+            }
+            // One bad frame (odd size, decoder glitch) is skipped: the window still has
+            // its other frames, or falls back to audio-only.
+            Err(e) => tracing::warn!("frame at {:.2} s skipped: {e:#}", fr.t),
+        }
+        Ok(())
+    })
+}
+
+/// Run a camera in its own thread: `open` runs there (a V4L2 stream stays on the thread
+/// that mapped it). Returns the feed, or the open error (the caller goes on audio-only).
+pub fn spawn_camera<S, F>(open: F) -> Result<FrameFeed>
+where
+    S: FrameSource + 'static,
+    F: FnOnce() -> Result<S> + Send + 'static,
+{
+    let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel::<Result<String>>(1);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Frame>(16);
+    std::thread::Builder::new()
+        .name("camera".into())
+        .spawn(move || {
+            let mut src = match open() {
+                Ok(s) => {
+                    let _ = opened_tx.send(Ok(s.describe()));
+                    s
+                }
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                    return;
+                }
+            };
+            loop {
+                match src.next_frame() {
+                    Ok(Some(f)) => {
+                        if tx.send(f).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::error!("camera: {e:#}");
+                        return;
+                    }
+                }
+            }
+        })
+        .context("cannot start the camera thread")?;
+    let name = opened_rx.recv().context("camera thread died while opening")??;
+    tracing::info!("camera: {name}");
+    Ok(FrameFeed::Thread(rx))
+}
+
+/// A stop flag set by SIGINT or SIGTERM: the loop finishes the current read, flushes and
+/// returns.
+pub fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot install the signal handler")?;
+    }
+    Ok(stop)
+}

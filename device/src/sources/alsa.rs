@@ -1,0 +1,211 @@
+//! Microphone capture through ALSA (alsa-lib via the `alsa` crate): interleaved S16_LE or
+//! S32_LE at a requested rate and channel count, blocking reads of one period.
+//!
+//! An overrun (EPIPE: the device filled its buffer because the reader was late) is
+//! recovered with `prepare()`, counted and logged; samples are lost but the stream goes on.
+//! A device that goes away (ENODEV, EBADFD, ESTRPIPE that `resume` cannot fix: a USB
+//! microphone unplugged) is closed and reopened with exponential backoff until it returns.
+
+use super::{AudioRead, AudioSource};
+use alsa::pcm::{Access, Format, HwParams, PCM};
+use alsa::{Direction, ValueOr};
+use anyhow::{bail, Context, Result};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SampleFormat {
+    /// Signed 16-bit little endian.
+    S16,
+    /// Signed 32-bit little endian (24-bit converters deliver this, MSB-aligned).
+    S32,
+}
+
+impl SampleFormat {
+    pub fn bytes(self) -> usize {
+        match self {
+            SampleFormat::S16 => 2,
+            SampleFormat::S32 => 4,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AlsaConfig {
+    /// PCM name: `default`, `hw:1,0`, `plughw:CARD=Device`, or one from $ALSA_CONFIG_PATH.
+    pub device: String,
+    pub rate: u32,
+    pub channels: u32,
+    pub format: SampleFormat,
+    /// Frames per read (one period).
+    pub period_frames: usize,
+    /// First wait before reopening a vanished device; doubles up to 8 s.
+    pub reopen_backoff: Duration,
+}
+
+impl AlsaConfig {
+    pub fn new(device: &str) -> AlsaConfig {
+        AlsaConfig {
+            device: device.into(),
+            rate: 48_000,
+            channels: 2,
+            format: SampleFormat::S16,
+            period_frames: 4800,
+            reopen_backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+enum Raw {
+    S16(Vec<i16>),
+    S32(Vec<i32>),
+}
+
+pub struct AlsaSource {
+    cfg: AlsaConfig,
+    pcm: Option<PCM>,
+    raw: Raw,
+    /// Frames delivered so far: the stream clock.
+    frames: u64,
+    pub xruns: u64,
+    pub reopens: u64,
+}
+
+fn open_pcm(cfg: &AlsaConfig) -> Result<PCM> {
+    let pcm = PCM::new(&cfg.device, Direction::Capture, false)
+        .with_context(|| format!("ALSA PCM {:?}: cannot open for capture", cfg.device))?;
+    {
+        let hw = HwParams::any(&pcm).context("hw params")?;
+        hw.set_access(Access::RWInterleaved).context("interleaved access")?;
+        let fmt = match cfg.format {
+            SampleFormat::S16 => Format::s16(),
+            SampleFormat::S32 => Format::s32(),
+        };
+        hw.set_format(fmt).with_context(|| format!("format {:?} not supported", cfg.format))?;
+        hw.set_channels(cfg.channels).with_context(|| format!("{} channels not supported", cfg.channels))?;
+        hw.set_rate(cfg.rate, ValueOr::Nearest).with_context(|| format!("rate {} Hz not supported", cfg.rate))?;
+        let period = cfg.period_frames as alsa::pcm::Frames;
+        hw.set_period_size_near(period, ValueOr::Nearest).context("period size")?;
+        hw.set_buffer_size_near(period * 4).context("buffer size")?;
+        pcm.hw_params(&hw).with_context(|| format!("ALSA PCM {:?}: hw params refused", cfg.device))?;
+    }
+    pcm.prepare().context("prepare")?;
+    Ok(pcm)
+}
+
+impl AlsaSource {
+    pub fn open(cfg: AlsaConfig) -> Result<AlsaSource> {
+        let pcm = open_pcm(&cfg)?;
+        let n = cfg.period_frames * cfg.channels as usize;
+        let raw = match cfg.format {
+            SampleFormat::S16 => Raw::S16(vec![0; n]),
+            SampleFormat::S32 => Raw::S32(vec![0; n]),
+        };
+        tracing::info!(device = %cfg.device, rate = cfg.rate, channels = cfg.channels, format = ?cfg.format, "ALSA capture open");
+        Ok(AlsaSource { cfg, pcm: Some(pcm), raw, frames: 0, xruns: 0, reopens: 0 })
+    }
+
+    pub fn config(&self) -> &AlsaConfig {
+        &self.cfg
+    }
+
+    /// Read one period into the internal buffer; returns the frames read. Recovers overruns
+    /// and reopens a vanished device (blocking until it is back).
+    fn read_period(&mut self, max_frames: usize) -> Result<usize> {
+        let k = max_frames.min(self.cfg.period_frames) * self.cfg.channels as usize;
+        let mut backoff = self.cfg.reopen_backoff;
+        loop {
+            let Some(pcm) = self.pcm.as_ref() else {
+                std::thread::sleep(backoff);
+                match open_pcm(&self.cfg) {
+                    Ok(p) => {
+                        self.reopens += 1;
+                        tracing::warn!(device = %self.cfg.device, reopens = self.reopens, "ALSA device reopened");
+                        self.pcm = Some(p);
+                    }
+                    Err(e) => {
+                        tracing::warn!("{e:#}; retrying in {:.1} s", (backoff * 2).as_secs_f64());
+                        backoff = (backoff * 2).min(Duration::from_secs(8));
+                    }
+                }
+                continue;
+            };
+            let r = match &mut self.raw {
+                Raw::S16(b) => pcm.io_i16().and_then(|io| io.readi(&mut b[..k])),
+                Raw::S32(b) => pcm.io_i32().and_then(|io| io.readi(&mut b[..k])),
+            };
+            match r {
+                Ok(0) => continue,
+                Ok(n) => {
+                    self.frames += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.errno() == libc_errno::EPIPE => {
+                    self.xruns += 1;
+                    tracing::warn!(device = %self.cfg.device, xruns = self.xruns, "ALSA overrun: samples lost, recovering");
+                    pcm.prepare().context("prepare after overrun")?;
+                }
+                Err(e) if e.errno() == libc_errno::EINTR || e.errno() == libc_errno::EAGAIN => {}
+                Err(e) if e.errno() == libc_errno::ESTRPIPE && pcm.resume().is_ok() => {}
+                Err(e)
+                    if [libc_errno::ENODEV, libc_errno::EBADFD, libc_errno::ESTRPIPE, libc_errno::EIO]
+                        .contains(&e.errno()) =>
+                {
+                    tracing::error!(device = %self.cfg.device, "ALSA device lost ({e}); reopening");
+                    self.pcm = None;
+                }
+                Err(e) => bail!("ALSA PCM {:?}: read failed: {e}", self.cfg.device),
+            }
+        }
+    }
+
+    /// The next period as raw little-endian bytes in the capture format (what the device
+    /// delivered, untouched: `avsc-device capture` writes these).
+    pub fn read_bytes(&mut self, out: &mut Vec<u8>) -> Result<usize> {
+        let n = self.read_period(usize::MAX)?;
+        let k = n * self.cfg.channels as usize;
+        out.clear();
+        match &self.raw {
+            Raw::S16(b) => b[..k].iter().for_each(|s| out.extend_from_slice(&s.to_le_bytes())),
+            Raw::S32(b) => b[..k].iter().for_each(|s| out.extend_from_slice(&s.to_le_bytes())),
+        }
+        Ok(n)
+    }
+}
+
+/// The errno values alsa-lib returns (Linux; identical on x86_64 and aarch64).
+mod libc_errno {
+    pub const EINTR: i32 = 4;
+    pub const EIO: i32 = 5;
+    pub const EAGAIN: i32 = 11;
+    pub const ENODEV: i32 = 19;
+    pub const EPIPE: i32 = 32;
+    pub const EBADFD: i32 = 77;
+    pub const ESTRPIPE: i32 = 86;
+}
+
+impl AudioSource for AlsaSource {
+    fn sample_rate(&self) -> u32 {
+        self.cfg.rate
+    }
+
+    fn channels(&self) -> usize {
+        self.cfg.channels as usize
+    }
+
+    /// Reads at most one period.
+    fn read(&mut self, buf: &mut [f32]) -> Result<Option<AudioRead>> {
+        let ch = self.cfg.channels as usize;
+        let t = self.frames as f64 / self.cfg.rate as f64;
+        let n = self.read_period(buf.len() / ch)?;
+        let k = n * ch;
+        match &self.raw {
+            Raw::S16(b) => buf.iter_mut().zip(&b[..k]).for_each(|(d, s)| *d = *s as f32 / 32_768.0),
+            Raw::S32(b) => buf.iter_mut().zip(&b[..k]).for_each(|(d, s)| *d = *s as f32 / 2_147_483_648.0),
+        }
+        Ok(Some(AudioRead { frames: n, t }))
+    }
+
+    fn describe(&self) -> String {
+        format!("ALSA {} ({} Hz, {} ch, {:?})", self.cfg.device, self.cfg.rate, self.cfg.channels, self.cfg.format)
+    }
+}

@@ -1,0 +1,257 @@
+//! Windowing: audio in a fixed-capacity ring allocated once, cut into windows of
+//! `clip_seconds` every `hop` seconds; visual embeddings in a fixed-capacity ring of their
+//! own, averaged over the frames inside a window when the window closes.
+//!
+//! Nothing here allocates after construction: pushing samples, closing a window (the ring
+//! is copied out into per-channel buffers that were allocated with the windower) and adding
+//! frame embeddings only copy. device/tests/window_alloc.rs checks it with a counting
+//! global allocator.
+
+/// A window ready for the networks: per-channel samples at the source rate.
+pub struct AudioWindow<'a> {
+    /// Seconds since the source started, of the first sample.
+    pub start_s: f64,
+    pub index: u64,
+    pub channels: &'a [Vec<f32>],
+    pub sample_rate: u32,
+}
+
+pub struct Windower {
+    channels: usize,
+    rate: u32,
+    window: usize,
+    hop: usize,
+    /// The last `window` frames, interleaved; `head` is where the next frame goes.
+    ring: Vec<f32>,
+    head: usize,
+    /// Frames pushed in total, and the frame count at which the next window ends.
+    total: u64,
+    next_end: u64,
+    /// Stream time of the first frame pushed.
+    origin: Option<f64>,
+    out: Vec<Vec<f32>>,
+    emitted: u64,
+}
+
+impl Windower {
+    /// `window_s` and `hop_s` in seconds at `rate`; hop may exceed the window (gaps).
+    pub fn new(channels: usize, rate: u32, window_s: f64, hop_s: f64) -> Windower {
+        let frames = |s: f64| (s * rate as f64).round() as usize;
+        let (window, hop) = (frames(window_s), frames(hop_s));
+        assert!(channels > 0 && window > 0 && hop > 0, "empty window or hop");
+        Windower {
+            channels,
+            rate,
+            window,
+            hop,
+            ring: vec![0.0; window * channels],
+            head: 0,
+            total: 0,
+            next_end: window as u64,
+            origin: None,
+            out: vec![vec![0.0; window]; channels],
+            emitted: 0,
+        }
+    }
+
+    pub fn window_frames(&self) -> usize {
+        self.window
+    }
+
+    /// Stream time of the last frame pushed so far (end of the audio seen).
+    pub fn now_s(&self) -> f64 {
+        self.origin.unwrap_or(0.0) + self.total as f64 / self.rate as f64
+    }
+
+    /// Push interleaved samples whose first frame is at stream time `t`; `on_window` runs
+    /// for every window that closes inside them, in order.
+    pub fn push(&mut self, t: f64, samples: &[f32], mut on_window: impl FnMut(&AudioWindow)) {
+        self.origin.get_or_insert(t);
+        let ch = self.channels;
+        debug_assert_eq!(samples.len() % ch, 0);
+        let mut rest = samples;
+        while !rest.is_empty() {
+            // Up to the next window end, and no further than the ring's end.
+            let until_end = (self.next_end - self.total) as usize;
+            let n = (rest.len() / ch).min(until_end).min(self.window - self.head);
+            self.ring[self.head * ch..(self.head + n) * ch].copy_from_slice(&rest[..n * ch]);
+            self.head = (self.head + n) % self.window;
+            self.total += n as u64;
+            rest = &rest[n * ch..];
+            if self.total == self.next_end {
+                self.close(&mut on_window);
+            }
+        }
+    }
+
+    /// Copy the ring (oldest frame at `head`) out de-interleaved and hand it over.
+    fn close(&mut self, on_window: &mut impl FnMut(&AudioWindow)) {
+        let ch = self.channels;
+        let (old, new) = self.ring.split_at(self.head * ch);
+        for (i, frame) in new.chunks_exact(ch).chain(old.chunks_exact(ch)).enumerate() {
+            for (c, s) in frame.iter().enumerate() {
+                self.out[c][i] = *s;
+            }
+        }
+        let start = self.next_end - self.window as u64;
+        let w = AudioWindow {
+            start_s: self.origin.unwrap_or(0.0) + start as f64 / self.rate as f64,
+            index: self.emitted,
+            channels: &self.out,
+            sample_rate: self.rate,
+        };
+        on_window(&w);
+        self.emitted += 1;
+        self.next_end += self.hop as u64;
+    }
+
+    /// At the end of a stream that never filled a window: the samples so far, zero-padded
+    /// to a whole window, if there are at least `min_fraction` of one.
+    pub fn flush_partial(&mut self, min_fraction: f64, mut on_window: impl FnMut(&AudioWindow)) {
+        if self.emitted > 0 || (self.total as f64) < min_fraction * self.window as f64 || self.total == 0 {
+            return;
+        }
+        let missing = self.window - self.total as usize;
+        let zeros = [0.0f32; 256];
+        let mut left = missing * self.channels;
+        let t = self.now_s();
+        while left > 0 {
+            let n = left.min(zeros.len() / self.channels * self.channels);
+            self.push(t, &zeros[..n], &mut on_window);
+            left -= n;
+        }
+    }
+
+    pub fn windows_emitted(&self) -> u64 {
+        self.emitted
+    }
+}
+
+/// Per-frame visual embeddings (all visual backbones, both embedding kinds, concatenated)
+/// with their timestamps, in a ring sized for the frames of one window plus one hop.
+pub struct EmbeddingRing {
+    width: usize,
+    times: Vec<f64>,
+    data: Vec<f32>,
+    /// Slots used, oldest first at `head`.
+    head: usize,
+    len: usize,
+    mean: Vec<f32>,
+}
+
+impl EmbeddingRing {
+    pub fn new(capacity: usize, width: usize) -> EmbeddingRing {
+        assert!(capacity > 0);
+        EmbeddingRing {
+            width,
+            times: vec![0.0; capacity],
+            data: vec![0.0; capacity * width],
+            head: 0,
+            len: 0,
+            mean: vec![0.0; width],
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.times.len()
+    }
+
+    /// Add a frame's embedding; the oldest is dropped when full.
+    pub fn push(&mut self, t: f64, embedding: &[f32]) {
+        assert_eq!(embedding.len(), self.width, "embedding width");
+        let cap = self.capacity();
+        let slot = (self.head + self.len) % cap;
+        if self.len == cap {
+            self.head = (self.head + 1) % cap;
+        } else {
+            self.len += 1;
+        }
+        self.times[slot] = t;
+        self.data[slot * self.width..(slot + 1) * self.width].copy_from_slice(embedding);
+    }
+
+    /// The mean embedding of the frames with start <= t < end, and how many there were.
+    pub fn mean(&mut self, start: f64, end: f64) -> (usize, &[f32]) {
+        self.mean.iter_mut().for_each(|m| *m = 0.0);
+        let cap = self.capacity();
+        let mut n = 0;
+        for k in 0..self.len {
+            let slot = (self.head + k) % cap;
+            let t = self.times[slot];
+            if t >= start && t < end {
+                n += 1;
+                let row = &self.data[slot * self.width..(slot + 1) * self.width];
+                self.mean.iter_mut().zip(row).for_each(|(m, v)| *m += v);
+            }
+        }
+        if n > 0 {
+            let inv = 1.0 / n as f32;
+            self.mean.iter_mut().for_each(|m| *m *= inv);
+        }
+        (n, &self.mean)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ramp(frames: usize, ch: usize, from: usize) -> Vec<f32> {
+        (0..frames).flat_map(|i| (0..ch).map(move |c| ((from + i) * 10 + c) as f32)).collect()
+    }
+
+    #[test]
+    fn windows_with_hop_and_odd_chunks() {
+        // 10-frame windows every 4 frames at 1 Hz, pushed in chunks of 3.
+        let mut w = Windower::new(2, 1, 10.0, 4.0);
+        let mut got = Vec::new();
+        let all = ramp(30, 2, 0);
+        for (k, chunk) in all.chunks(6).enumerate() {
+            w.push(k as f64 * 3.0, chunk, |win| got.push((win.start_s, win.channels[0].clone(), win.channels[1][0])));
+        }
+        let starts: Vec<f64> = got.iter().map(|g| g.0).collect();
+        assert_eq!(starts, vec![0.0, 4.0, 8.0, 12.0, 16.0, 20.0]);
+        for (start, ch0, ch1_first) in &got {
+            let s = *start as usize;
+            let want: Vec<f32> = (s..s + 10).map(|i| (i * 10) as f32).collect();
+            assert_eq!(ch0, &want);
+            assert_eq!(*ch1_first, (s * 10 + 1) as f32);
+        }
+    }
+
+    #[test]
+    fn hop_longer_than_window_skips() {
+        let mut w = Windower::new(1, 1, 2.0, 5.0);
+        let mut starts = Vec::new();
+        w.push(0.0, &ramp(13, 1, 0), |win| starts.push((win.start_s, win.channels[0].clone())));
+        assert_eq!(starts, vec![(0.0, vec![0.0, 10.0]), (5.0, vec![50.0, 60.0]), (10.0, vec![100.0, 110.0])]);
+    }
+
+    #[test]
+    fn partial_window_is_padded_only_when_long_enough() {
+        let mut w = Windower::new(1, 10, 10.0, 10.0);
+        w.push(0.0, &[1.0; 40], |_| panic!("not a whole window"));
+        let mut n = 0;
+        w.flush_partial(0.5, |_| n += 1);
+        assert_eq!(n, 0);
+        w.push(4.0, &[1.0; 30], |_| panic!("not a whole window"));
+        w.flush_partial(0.5, |win| {
+            n += 1;
+            assert_eq!(win.channels[0][69], 1.0);
+            assert_eq!(win.channels[0][70], 0.0);
+        });
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn embedding_ring_means_frames_in_range() {
+        let mut r = EmbeddingRing::new(3, 2);
+        for k in 0..5 {
+            r.push(k as f64, &[k as f32, 1.0]);
+        }
+        // Frames 0 and 1 fell out of the ring.
+        assert_eq!(r.mean(0.0, 10.0), (3, &[3.0, 1.0][..]));
+        assert_eq!(r.mean(3.0, 4.0), (1, &[3.0, 1.0][..]));
+        assert_eq!(r.mean(5.0, 6.0).0, 0);
+    }
+}

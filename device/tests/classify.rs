@@ -1,0 +1,145 @@
+//! `avsc-device classify` on recordings: the tau-mini clips (MP4: H.264 + AAC; WAV), a WAV
+//! with a folder of frames, and the ways a run must refuse: corrupt input, a bad bundle.
+
+mod common;
+
+use common::*;
+use std::path::PathBuf;
+
+fn tau_mini() -> PathBuf {
+    avsc_shared::reference_dir().join("media/tau-mini")
+}
+
+fn first(dir: &str, ext: &str) -> PathBuf {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(tau_mini().join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    v.sort();
+    v.remove(0)
+}
+
+fn check_line(v: &serde_json::Value) {
+    eprintln!("line: {v}");
+    let probs = v["probabilities"].as_object().unwrap();
+    let labels: Vec<&str> = probs.keys().map(String::as_str).collect();
+    assert_eq!(labels, avsc_shared::LABELS);
+    let sum: f64 = probs.values().map(|p| p.as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-4, "sum {sum}");
+    let top = v["top"].as_str().unwrap();
+    let max = probs.values().map(|p| p.as_f64().unwrap()).fold(0.0, f64::max);
+    assert_eq!(probs[top].as_f64().unwrap(), max);
+    for k in ["resample", "features", "audio_nets", "fusion", "visual_nets", "end_of_window"] {
+        assert!(v["latency_ms"][k].as_f64().unwrap() >= 0.0, "{k}");
+    }
+}
+
+#[test]
+fn mp4_clip_gives_one_audio_visual_line_per_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = write_bundle(&dir.path().join("b"), BundleSpec::default());
+    let clip = first("video", "mp4");
+    let lines = json_lines(&run(bin().args(["classify", "--bundle"]).arg(&bundle).arg(&clip)));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let v = &lines[0];
+    check_line(v);
+    assert_eq!(v["modalities"], serde_json::json!(["audio", "visual"]));
+    assert_eq!(v["head"], "fusion");
+    assert_eq!(v["start_s"], 0.0);
+    let frames = v["frames"].as_u64().unwrap();
+    assert!((19..=20).contains(&frames), "{frames} frames in a 10-s window at 2 fps");
+    assert_eq!(v["source"], clip.display().to_string());
+
+    // A 5-s hop on the same clip still gives one whole window (10 s).
+    let lines = json_lines(&run(bin().args(["classify", "--hop", "5", "--bundle"]).arg(&bundle).arg(&clip)));
+    assert_eq!(lines.len(), 1);
+}
+
+#[test]
+fn wav_with_image_folder_and_wav_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = write_bundle(&dir.path().join("b"), BundleSpec::default());
+    let wav = first("audio", "wav");
+    let frames = dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    for k in 0..20u8 {
+        let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, k * 12]));
+        img.save(frames.join(format!("{k:03}.png"))).unwrap();
+    }
+    let lines = json_lines(&run(bin().args(["classify", "--bundle"]).arg(&bundle).arg(&wav).arg(&frames).arg(&wav)));
+    assert_eq!(lines.len(), 2);
+    check_line(&lines[0]);
+    assert_eq!(lines[0]["modalities"], serde_json::json!(["audio", "visual"]));
+    assert_eq!(lines[0]["frames"], 20);
+    assert_eq!(lines[1]["modalities"], serde_json::json!(["audio"]));
+    assert_eq!(lines[1]["head"], "fusion_audio");
+    assert!(lines[1]["note"].as_str().unwrap().contains("no video frames"));
+
+    // Without an audio-only head: the backbones' mean, and it says so.
+    let b2 = write_bundle(&dir.path().join("b2"), BundleSpec { audio_head: false, ..BundleSpec::default() });
+    let lines = json_lines(&run(bin().args(["classify", "--bundle"]).arg(&b2).arg(&wav)));
+    assert_eq!(lines[0]["head"], "backbone_mean");
+    check_line(&lines[0]);
+}
+
+/// A failed run: non-zero exit and exactly one line on stderr, starting "error:".
+fn one_line_error(o: &std::process::Output) -> String {
+    assert!(!o.status.success(), "should fail");
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(!err.lines().any(|l| l.starts_with("Caused by") || l.trim().is_empty()), "{err}");
+    assert!(o.stdout.is_empty());
+    lines[0].to_string()
+}
+
+#[test]
+fn bad_inputs_and_bundles_fail_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = write_bundle(&dir.path().join("b"), BundleSpec::default());
+    let classify = |bundle: &std::path::Path, input: &std::path::Path| {
+        run(bin().args(["classify", "--bundle"]).arg(bundle).arg(input))
+    };
+    let corrupt = dir.path().join("corrupt.mp4");
+    let mut bytes = std::fs::read(first("video", "mp4")).unwrap();
+    bytes.truncate(bytes.len() / 3);
+    std::fs::write(&corrupt, &bytes).unwrap();
+    let e = one_line_error(&classify(&bundle, &corrupt));
+    assert!(e.contains("corrupt.mp4"), "{e}");
+
+    let garbage = dir.path().join("noise.wav");
+    std::fs::write(&garbage, b"RIFF....WAVEnot really").unwrap();
+    assert!(one_line_error(&classify(&bundle, &garbage)).contains("noise.wav"));
+
+    assert!(one_line_error(&classify(&bundle, &dir.path().join("absent.wav"))).contains("absent.wav"));
+    assert!(one_line_error(&classify(&bundle, &dir.path().join("notes.txt"))).contains("notes.txt"));
+
+    // A short clip: under half a window.
+    let short = dir.path().join("short.wav");
+    write_wav_s16(&short, 48_000, &to_s16(&test_signal(48_000, 2.0)));
+    assert!(one_line_error(&classify(&bundle, &short)).contains("shorter than"));
+
+    let wav = first("audio", "wav");
+    // A tampered network: its sha256 no longer matches.
+    let tampered = write_bundle(&dir.path().join("t"), BundleSpec::default());
+    let mut onnx = std::fs::read(tampered.join("aud_mel.onnx")).unwrap();
+    let last = onnx.len() - 1;
+    onnx[last] ^= 1;
+    std::fs::write(tampered.join("aud_mel.onnx"), onnx).unwrap();
+    let e = one_line_error(&classify(&tampered, &wav));
+    assert!(e.contains("aud_mel.onnx") && e.contains("sha256"), "{e}");
+
+    // No bundle at all; a manifest of another schema.
+    assert!(one_line_error(&classify(&dir.path().join("nothing"), &wav)).contains("manifest.json"));
+    let other = write_bundle(&dir.path().join("o"), BundleSpec::default());
+    let m = std::fs::read_to_string(other.join("manifest.json"))
+        .unwrap()
+        .replace("\"schema_version\": 1", "\"schema_version\": 7");
+    std::fs::write(other.join("manifest.json"), m).unwrap();
+    assert!(one_line_error(&classify(&other, &wav)).contains("schema_version 7"));
+
+    // A bad option value.
+    let o = run(bin().args(["classify", "--hop", "0", "--bundle"]).arg(&bundle).arg(&wav));
+    assert!(one_line_error(&o).contains("--hop"));
+}

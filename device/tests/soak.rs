@@ -1,0 +1,73 @@
+//! Soak: 1,000 windows from a file source (unpaced) through the whole loop — features, the
+//! networks, frame embeddings, JSON — and the resident memory must not grow. Ignored by
+//! default (about a minute); run with `cargo test -p avsc-device --test soak -- --ignored
+//! --nocapture`, which prints the start and end RSS.
+
+mod common;
+
+use common::*;
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn lines_in(p: &std::path::Path) -> usize {
+    std::fs::read_to_string(p).map_or(0, |s| s.lines().count())
+}
+
+#[test]
+#[ignore = "about a minute; run explicitly"]
+fn thousand_windows_without_memory_growth() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = write_bundle(&dir.path().join("b"), BundleSpec::default());
+    // 60 s of audio with a 0.05-s hop: 1,001 windows; 120 frames.
+    let wav = dir.path().join("long.wav");
+    write_wav_s16(&wav, 48_000, &to_s16(&test_signal(48_000, 60.0)));
+    let frames = dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    for k in 0..120u32 {
+        let img = image::RgbImage::from_fn(96, 64, |x, y| image::Rgb([(x * 2) as u8, (y * 3) as u8, (k * 2) as u8]));
+        img.save(frames.join(format!("{k:04}.png"))).unwrap();
+    }
+    let out = dir.path().join("lines.jsonl");
+    let mut child = bin()
+        .args(["classify", "--hop", "0.05", "--windows", "1000", "--out"])
+        .arg(&out)
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg(&wav)
+        .arg(&frames)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (mut start, mut end) = (0, 0);
+    let t0 = std::time::Instant::now();
+    loop {
+        let n = lines_in(&out);
+        if start == 0 && n >= 100 {
+            start = rss_kib(pid);
+        }
+        if n >= 990 {
+            end = rss_kib(pid).max(end);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success());
+            break;
+        }
+        assert!(t0.elapsed().as_secs() < 900, "soak took over 15 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(lines_in(&out), 1000);
+    eprintln!(
+        "soak: 1000 windows in {:.1} s; RSS after 100 windows {start} KiB, after 990+ {end} KiB",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(start > 0 && end > 0, "RSS not sampled (start {start}, end {end})");
+    // Allow allocator noise (a few pages), not growth per window.
+    assert!(end <= start + 4096, "RSS grew from {start} KiB to {end} KiB");
+}

@@ -1,0 +1,147 @@
+//! host -> bundle -> device: untrained `tiny` networks saved as Phase-I runs and Phase-II
+//! heads, exported by `avsc_host::export::export_bundle`, then run by the `avsc-device`
+//! binary on a tau-mini clip. Checks that the device accepts the exporter's manifest
+//! (symbolic T, tiny embedding widths, the three heads) and returns one valid line per
+//! window with the right head for the modalities present.
+//!
+//! The device binary is spawned, so it must be built: `cargo test --workspace` builds it
+//! (avsc-device's own integration tests need it); alone, run `cargo build -p avsc-device`
+//! first.
+
+use avsc_host::export::{export_bundle, Backbone, ExportArgs};
+use avsc_host::fusion::{FusionKind, FusionSpec, Modalities};
+use avsc_host::nets::{save_module, SizePreset};
+use avsc_shared::bundle::{Precision, Role};
+use avsc_shared::{reference_dir, FeaturePreset, FramePreset, LABELS};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn device_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/device_export-HASH -> target/<profile>/avsc-device
+    let bin = exe.parent().and_then(Path::parent).unwrap().join(format!("avsc-device{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} not built: run `cargo build -p avsc-device` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Untrained tiny runs and heads in the layout `export_bundle` reads, then the bundle.
+fn untrained_bundle(dir: &Path) -> PathBuf {
+    untrained_bundle_sized(dir, SizePreset::Tiny)
+}
+
+fn untrained_bundle_sized(dir: &Path, size: SizePreset) -> PathBuf {
+    let device = Default::default();
+    let runs = dir.join("runs");
+    for role in Role::BACKBONES {
+        let path = avsc_host::embed::model_path(&runs, role);
+        match Backbone::init(role, size, &device).unwrap() {
+            Backbone::Audio(n) => save_module(n, &path),
+            Backbone::Inception(n) => save_module(n, &path),
+            Backbone::ConvNext(n) => save_module(n, &path),
+        }
+        .unwrap();
+    }
+    let heads = dir.join("heads");
+    for modalities in [Modalities::Av, Modalities::Audio, Modalities::Visual] {
+        let spec = FusionSpec::new(FusionKind::F4, modalities).unwrap();
+        let d = avsc_host::pipeline::head_dir(&heads, &spec);
+        save_module(spec.init(&device), &d.join("best.bpk")).unwrap();
+        let json = format!("{{\"kind\": \"{}\", \"modalities\": \"{}\"}}", spec.kind, modalities.name());
+        std::fs::write(d.join(avsc_host::fusion::SPEC_FILE), json).unwrap();
+    }
+    let out = dir.join("bundle");
+    export_bundle(&ExportArgs {
+        runs,
+        heads,
+        fusion: FusionKind::F4,
+        size,
+        precisions: vec![Precision::F32],
+        feature_preset: FeaturePreset::paper(),
+        frame_preset: FramePreset::default(),
+        cache: None,
+        calibration_clips: 0,
+        calibration_split: None,
+        out: out.clone(),
+    })
+    .unwrap();
+    out
+}
+
+fn lines(o: &std::process::Output) -> Vec<String> {
+    assert!(o.status.success(), "exit {:?}: {}", o.status, String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect()
+}
+
+/// `"key":value` of a flat JSON line (avsc-e2e has no JSON parser; the device's lines are
+/// serde_json output without spaces).
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let k = format!("\"{key}\":");
+    let at = line.find(&k).unwrap_or_else(|| panic!("no {key} in {line}")) + k.len();
+    let rest = &line[at..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+#[test]
+fn exported_tiny_bundle_runs_on_the_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = untrained_bundle(dir.path());
+    let media = reference_dir().join("media/tau-mini");
+    let mut clips: Vec<PathBuf> = std::fs::read_dir(media.join("video")).unwrap().map(|e| e.unwrap().path()).collect();
+    clips.sort();
+    let wav = media.join("audio").join(clips[0].with_extension("wav").file_name().unwrap());
+
+    let o = Command::new(device_binary())
+        .args(["classify", "--bundle"])
+        .arg(&bundle)
+        .arg(&clips[0])
+        .arg(&wav)
+        .output()
+        .unwrap();
+    let out = lines(&o);
+    assert_eq!(out.len(), 2, "{out:?}");
+    // The MP4: audio and frames -> the audio-visual head.
+    assert_eq!(field(&out[0], "head"), "\"fusion\"");
+    assert!(out[0].contains("\"modalities\":[\"audio\",\"visual\"]"), "{}", out[0]);
+    // The WAV alone -> the audio-only head.
+    assert_eq!(field(&out[1], "head"), "\"fusion_audio\"");
+    for line in &out {
+        let top = field(line, "top").trim_matches('"');
+        assert!(LABELS.contains(&top), "{line}");
+        let sum: f64 = LABELS.iter().map(|l| field(line, l).parse::<f64>().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-4, "probabilities sum to {sum}: {line}");
+    }
+}
+
+/// The issue's benchmark: the `paper` networks with random weights, f32, on tau-mini clips
+/// (MP4: audio + 20 frames per window). Prints per-stage milliseconds per window and the
+/// device's peak RSS. Ignored by default (minutes); run with
+/// `cargo test --release -p avsc-e2e --test device_export -- --ignored --nocapture`.
+#[test]
+#[ignore = "exports the paper-size networks and runs them: minutes"]
+fn paper_bundle_benchmark() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
+    let bundle = untrained_bundle_sized(dir.path(), SizePreset::Paper);
+    eprintln!("bench: export {:.1} s", t.elapsed().as_secs_f64());
+    let media = reference_dir().join("media/tau-mini/video");
+    let mut clips: Vec<PathBuf> = std::fs::read_dir(media).unwrap().map(|e| e.unwrap().path()).collect();
+    clips.sort();
+    clips.truncate(3);
+    let t = std::time::Instant::now();
+    let o = Command::new(device_binary()).args(["classify", "--bundle"]).arg(&bundle).args(&clips).output().unwrap();
+    let wall = t.elapsed().as_secs_f64();
+    let out = lines(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stages = ["resample", "features", "audio_nets", "visual_nets", "fusion", "end_of_window"];
+    for line in &out {
+        let ms: Vec<String> = stages.iter().map(|s| format!("{s} {}", field(line, s))).collect();
+        eprintln!("bench: window: {}", ms.join(", "));
+    }
+    let peak = stderr.lines().rev().find(|l| l.contains("peak_rss_kib")).unwrap_or("");
+    eprintln!("bench: {} windows, wall {wall:.1} s (with plan building); {peak}", out.len());
+}
