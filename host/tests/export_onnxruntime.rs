@@ -8,6 +8,7 @@ use avsc_host::export::{fusion_graph, Backbone};
 use avsc_host::fusion::{FusionKind, FusionSpec, Modalities};
 use avsc_host::nets::SizePreset;
 use avsc_host::rng::SplitMix64;
+use avsc_host::train::math::redraw;
 use avsc_shared::bundle::Role;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
@@ -114,7 +115,7 @@ fn onnxruntime_agrees_with_tract() {
     let device = Device::flex();
     for (i, &kind) in FusionKind::ALL.iter().enumerate() {
         let spec = FusionSpec::new(kind, Modalities::Av).unwrap();
-        let head = perturb(spec.init(&device), 50 + i as u64);
+        let head = perturb(redraw(spec.init(&device), 40 + i as u64), 50 + i as u64);
         let bytes = fusion_graph(&head, &spec, None).to_bytes();
         let x = random(&[3, spec.k(), spec.d()], 60 + i as u64);
         let t = Plan::new(&bytes).unwrap().run(std::slice::from_ref(&x)).unwrap();
@@ -124,9 +125,11 @@ fn onnxruntime_agrees_with_tract() {
         [(Role::AudMel, [2, 6, 128, 45]), (Role::VisInc, [1, 3, 139, 139]), (Role::VisConv, [2, 3, 64, 64])]
     {
         let net = match Backbone::init(role, SizePreset::Tiny, &device).unwrap() {
-            Backbone::Audio(n) => Backbone::Audio(perturb(n, 70)),
-            Backbone::Inception(n) => Backbone::Inception(perturb(n, 71)),
-            Backbone::ConvNext(n) => Backbone::ConvNext(perturb(n, 72)),
+            // Drawn from fixed seeds (burn's own initialisers share a process-wide generator):
+            // the int8 comparison below depends on where values fall between rounding steps.
+            Backbone::Audio(n) => Backbone::Audio(perturb(redraw(n, 73), 70)),
+            Backbone::Inception(n) => Backbone::Inception(perturb(redraw(n, 74), 71)),
+            Backbone::ConvNext(n) => Backbone::ConvNext(perturb(redraw(n, 75), 72)),
         };
         let input = net.input_spec(shape[2], shape[3]);
         let bytes = net.graph(&input, None).unwrap().to_bytes();

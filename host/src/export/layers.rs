@@ -225,15 +225,7 @@ pub fn layer_norm(g: &mut Graph, name: &str, x: &str, m: &LayerNorm, eps: f32, r
     let gamma = param(&m.gamma);
     let c = gamma.len();
     let shape: Vec<usize> = if rank == 4 { vec![c, 1, 1] } else { vec![c] };
-    let axes = vec![attr_ints("axes", &[1]), attr_int("keepdims", 1)];
-    let mean = g.node("ReduceMean", &format!("{name}.mean"), &[x], axes.clone());
-    let d = g.node("Sub", &format!("{name}.centred"), &[x, &mean], vec![]);
-    let sq = g.node("Mul", &format!("{name}.sq"), &[&d, &d], vec![]);
-    let var = g.node("ReduceMean", &format!("{name}.var"), &[&sq], axes);
-    let epsv = g.scalar(&format!("{name}.eps"), eps);
-    let t = g.node("Add", &format!("{name}.var_eps"), &[&var, &epsv], vec![]);
-    let t = g.node("Sqrt", &format!("{name}.std"), &[&t], vec![]);
-    let t = g.node("Div", &format!("{name}.normed"), &[&d, &t], vec![]);
+    let t = centre_and_scale(g, name, &format!("{name}.normed"), x, &[1], eps);
     let gv = g.init_f32(&format!("{name}.gamma"), &shape, &gamma);
     let t = g.node("Mul", &format!("{name}.scaled"), &[&t, &gv], vec![]);
     match &m.beta {
@@ -248,7 +240,13 @@ pub fn layer_norm(g: &mut Graph, name: &str, x: &str, m: &LayerNorm, eps: f32, r
 /// Per example and channel standardisation over the spatial axes of `[N, C, H, W]`
 /// (`nets::resinception::standardise`), as ReduceMean / Sub / Mul / Sqrt / Div.
 pub fn standardise(g: &mut Graph, name: &str, x: &str, eps: f32) -> Value {
-    let axes = vec![attr_ints("axes", &[2, 3]), attr_int("keepdims", 1)];
+    centre_and_scale(g, name, name, x, &[2, 3], eps)
+}
+
+/// `(x − mean) / sqrt(var + ε)` over `axes` (kept), the result named `out`: the shared core
+/// of [`layer_norm`] and [`standardise`].
+fn centre_and_scale(g: &mut Graph, name: &str, out: &str, x: &str, axes: &[i64], eps: f32) -> Value {
+    let axes = vec![attr_ints("axes", axes), attr_int("keepdims", 1)];
     let mean = g.node("ReduceMean", &format!("{name}.mean"), &[x], axes.clone());
     let d = g.node("Sub", &format!("{name}.centred"), &[x, &mean], vec![]);
     let sq = g.node("Mul", &format!("{name}.sq"), &[&d, &d], vec![]);
@@ -256,7 +254,7 @@ pub fn standardise(g: &mut Graph, name: &str, x: &str, eps: f32) -> Value {
     let epsv = g.scalar(&format!("{name}.eps"), eps);
     let t = g.node("Add", &format!("{name}.var_eps"), &[&var, &epsv], vec![]);
     let t = g.node("Sqrt", &format!("{name}.std"), &[&t], vec![]);
-    g.node("Div", name, &[&d, &t], vec![])
+    g.node("Div", out, &[&d, &t], vec![])
 }
 
 /// [`Head`]: FC(1024) → ReLU → (dropout) → FC(10); returns (fc1024, logits).

@@ -61,14 +61,18 @@ pub enum Backbone {
 }
 
 impl Backbone {
-    /// A freshly initialised network of `role` (for tests).
+    /// A freshly initialised network of `role` (for tests), its weights drawn from a seed
+    /// derived from the role ([`crate::train::math::redraw`]), so every run tests the same
+    /// network. Loading a record replaces them.
     pub fn init(role: Role, size: SizePreset, device: &Device) -> Result<Backbone> {
+        use crate::train::math::redraw;
+        let seed = 0xB0_0000 + role as u64;
         Ok(match role {
             Role::AudMel | Role::AudGam | Role::AudCqt => {
-                Backbone::Audio(ResInceptionConfig::preset(size).init(device))
+                Backbone::Audio(redraw(ResInceptionConfig::preset(size).init(device), seed))
             }
-            Role::VisInc => Backbone::Inception(InceptionV3Config::preset(size).init(device)),
-            Role::VisConv => Backbone::ConvNext(ConvNextTinyConfig::preset(size).init(device)),
+            Role::VisInc => Backbone::Inception(redraw(InceptionV3Config::preset(size).init(device), seed)),
+            Role::VisConv => Backbone::ConvNext(redraw(ConvNextTinyConfig::preset(size).init(device), seed)),
             other => bail!("{} is not a backbone", other.name()),
         })
     }
