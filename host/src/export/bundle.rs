@@ -137,8 +137,9 @@ pub fn export_bundle(args: &ExportArgs) -> Result<ExportReport> {
         // The heads are a few thousand weights: they stay float in both precisions.
         let bytes = fusion_graph(&head, &spec, None).to_bytes();
         let role = modalities.role();
+        // One graph for both precisions: load it in tract once.
+        check(&bytes, role, Precision::F32)?;
         for &p in &args.precisions {
-            check(&bytes, role, p)?;
             let entry = FileEntry {
                 path: file_name(role, p),
                 role,

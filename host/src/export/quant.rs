@@ -133,11 +133,18 @@ fn calibrated_values(bytes: &[u8]) -> Result<Vec<String>> {
         .filter(|n| n.op_type == "Identity" && outputs.contains(&&n.output[0]))
         .map(|n| &n.input[0])
         .collect();
+    // The first layer reads the graph input, directly or through ops that only reshape or
+    // normalise it (the audio network's per-example standardisation): every value computed
+    // from the input and initializers alone, before any conv or dense layer, stays float.
+    let initializers: Vec<&String> = g.initializer.iter().map(|t| &t.name).collect();
     let mut float_inputs: Vec<&String> = g.input.iter().map(|i| &i.name).collect();
-    // The audio network standardises its input first (`input_norm`): the stem conv behind it
-    // still reads the spectrogram, and stays float like every first layer.
-    for n in g.node.iter().filter(|n| n.name == "input_norm") {
-        float_inputs.push(&n.output[0]);
+    for n in &g.node {
+        let layer = matches!(n.op_type.as_str(), "Conv" | "Gemm" | "MatMul");
+        let from_input = n.input.iter().any(|i| float_inputs.contains(&i))
+            && n.input.iter().all(|i| float_inputs.contains(&i) || initializers.contains(&i));
+        if !layer && from_input {
+            float_inputs.push(&n.output[0]);
+        }
     }
     for n in &g.node {
         let out = &n.output[0];

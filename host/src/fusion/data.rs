@@ -39,10 +39,12 @@ impl FusionData {
             })
             .collect();
         let (train, val) = grouped_validation_split(&items, val_fraction, seed);
+        let index: std::collections::HashMap<&str, usize> =
+            set.items.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
         let rows = |part: Vec<Item>| -> Vec<(Vec<f32>, usize)> {
             part.iter()
                 .map(|it| {
-                    let clip = set.items.iter().position(|c| c.id == it.id).expect("clip of the set");
+                    let clip = index[it.id.as_str()];
                     (stacked(set, &spec, clip), it.label.expect("labelled").index())
                 })
                 .collect()
