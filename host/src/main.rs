@@ -93,12 +93,25 @@ struct TrainOpts {
     /// Continue from OUT/checkpoint after the last finished epoch.
     #[arg(long)]
     resume: bool,
+    /// cpu (burn flex) or gpu (burn wgpu: Vulkan; needs a build with `--features gpu`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Take every hyper-parameter from a run's config.toml (written into each OUT) instead of
+    /// the flags above.
+    #[arg(long, conflicts_with_all = ["split", "epochs", "batch_size", "lr", "l2", "mixup_alpha", "val_fraction", "seed"])]
+    config: Option<PathBuf>,
 }
 
 impl TrainOpts {
-    fn config(&self, default_lr: f64) -> TrainConfig {
+    fn config(&self, default_lr: f64) -> Result<TrainConfig> {
+        let device: train::ComputeDevice = self.device.parse()?;
+        device.open()?; // fail before any work when the device is unusable
+        if let Some(path) = &self.config {
+            let file = train::engine::RunFile::read(path)?;
+            return Ok(TrainConfig { resume: self.resume, device, ..file.train });
+        }
         let lr = self.lr.unwrap_or(default_lr);
-        TrainConfig {
+        Ok(TrainConfig {
             epochs: self.epochs,
             batch_size: self.batch_size,
             lr,
@@ -109,8 +122,9 @@ impl TrainOpts {
             val_fraction: self.val_fraction,
             split: self.split.clone(),
             resume: self.resume,
+            device,
             ..TrainConfig::default()
-        }
+        })
     }
 }
 
@@ -353,6 +367,10 @@ enum Cmd {
         /// Calibrate on this split of the cache only (e.g. fold1_train; default: every clip).
         #[arg(long)]
         calibration_split: Option<String>,
+        /// int8 weight scales: per-tensor, or per-channel (one per output channel: closer to f32,
+        /// but tract runs it 2.5-4x slower).
+        #[arg(long, default_value = "per-tensor")]
+        weight_scales: String,
         /// Bundle folder (created if needed).
         #[arg(long)]
         out: PathBuf,
@@ -424,13 +442,13 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::TrainAudio { feature, opts } => {
             let size: SizePreset = opts.size.parse()?;
-            let s = train::train_audio(&opts.cache, feature.into(), size, &opts.config(1e-3), &opts.out)?;
+            let s = train::train_audio(&opts.cache, feature.into(), size, &opts.config(1e-3)?, &opts.out)?;
             report_training("train-audio", &s);
         }
         Cmd::TrainVisual { backbone, weights, opts } => {
             let size: SizePreset = opts.size.parse()?;
             let backbone: VisualBackbone = backbone.parse()?;
-            let cfg = opts.config(if weights.is_some() { 1e-4 } else { 1e-3 });
+            let cfg = opts.config(if weights.is_some() { 1e-4 } else { 1e-3 })?;
             let s = train::train_visual(&opts.cache, backbone, size, weights.as_deref(), &cfg, &opts.out)?;
             report_training("train-visual", &s);
         }
@@ -509,6 +527,7 @@ fn run(cli: Cli) -> Result<()> {
             preset,
             calibration_clips,
             calibration_split,
+            weight_scales,
             out,
         } => {
             let (feature_preset, frame_preset) = avsc_host::export::presets(cache.as_deref(), preset_by(preset)?)?;
@@ -523,6 +542,7 @@ fn run(cli: Cli) -> Result<()> {
                 cache,
                 calibration_clips,
                 calibration_split,
+                weight_scales: weight_scales.parse()?,
                 out,
             };
             let r = avsc_host::export::export_bundle(&args)?;

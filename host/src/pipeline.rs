@@ -329,6 +329,7 @@ fn export_bundle(out: &Path, runs: &Path, heads: &Path, train_split: &str) -> Re
         cache: Some(cache),
         calibration_clips: 64,
         calibration_split: Some(train_split.to_string()),
+        weight_scales: Default::default(),
         out: dir.clone(),
     })?;
     eprintln!(

@@ -110,3 +110,33 @@ fn bad_inputs_fail_cleanly_and_write_nothing() {
         .collect();
     assert!(leftovers.is_empty(), "stray files: {leftovers:?}");
 }
+
+#[test]
+fn training_device_and_config_errors_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, out) = (dir.path().join("cache"), dir.path().join("run"));
+    let train = |extra: &[&str]| {
+        let mut args =
+            vec!["train-audio", "--feature", "mel", "--size", "tiny", "--cache", s(&cache), "--out", s(&out)];
+        args.extend_from_slice(extra);
+        host(&args)
+    };
+    if cfg!(not(feature = "gpu")) {
+        let o = train(&["--device", "gpu"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success());
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains("--features gpu"), "{err}");
+    }
+    let bad = write(dir.path(), "config.toml", b"[train]\nepochs = \"many\"\n");
+    let o = train(&["--config", s(&bad)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("config.toml") && err.contains("invalid run configuration (line 2)"), "{err}");
+    // --config carries every hyper-parameter: a flag beside it is refused.
+    let o = train(&["--config", s(&bad), "--epochs", "3"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be used with"));
+    assert!(!out.exists(), "nothing written on a refused run");
+}

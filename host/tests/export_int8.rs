@@ -3,7 +3,7 @@
 //! be about 4x smaller. `latency` (ignored by default: a measurement, not a check) prints
 //! tract's batch-1 latency of both precisions.
 
-use avsc_host::export::quant::calibrate;
+use avsc_host::export::quant::{calibrate, WeightScales};
 use avsc_host::export::verify::{Array, Plan};
 use avsc_host::export::Backbone;
 use avsc_host::nets::SizePreset;
@@ -100,6 +100,9 @@ fn latency() {
         let net = Backbone::init(role, size, &Device::flex()).unwrap();
         let calib: Vec<Array> = (0..2).map(|_| random(&shape, &mut rng)).collect();
         let (f, q) = export_both(&net, shape, &calib);
+        let input = net.input_spec(shape[2], shape[3]);
+        let cal = calibrate(&f, &calib).unwrap().with_weights(WeightScales::PerTensor);
+        let qt = net.graph(&input, Some(cal)).unwrap().to_bytes();
         let x = random(&shape, &mut rng);
         // Shapes fixed before optimisation, as the device builds its plans.
         let time = |bytes: &[u8]| {
@@ -113,12 +116,15 @@ fn latency() {
             t0.elapsed().as_secs_f64() * 1000.0 / n as f64
         };
         println!(
-            "{} ({size}): f32 {:.1} ms ({} B), int8 {:.1} ms ({} B), batch 1, one thread",
+            "{} ({size}): f32 {:.1} ms ({} B), int8 per-channel {:.1} ms ({} B), int8 per-tensor {:.1} ms ({} B), \
+             batch 1, one thread",
             role.name(),
             time(&f),
             f.len(),
             time(&q),
-            q.len()
+            q.len(),
+            time(&qt),
+            qt.len()
         );
     }
 }

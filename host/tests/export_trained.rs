@@ -46,6 +46,7 @@ fn trained_demo_bundle_meets_the_parity_bar() {
         cache: Some(cache.clone()),
         calibration_clips: 64,
         calibration_split: None,
+        weight_scales: std::env::var("AVSC_WEIGHT_SCALES").map_or(Default::default(), |s| s.parse().unwrap()),
         out: out.path().to_path_buf(),
     };
     let report = export_bundle(&args).unwrap();
@@ -71,6 +72,7 @@ fn trained_demo_bundle_meets_the_parity_bar() {
         };
         let (pf, pq) = (plan(Precision::F32), plan(Precision::Int8));
         let (mut worst, mut same, mut right_f, mut right_q) = (0.0f32, 0, 0, 0);
+        let mut q_err = 0.0f64;
         for (x, label) in inputs.iter().zip(&labels) {
             let e = net.forward(Tensor::from_data(TensorData::new(x.data.clone(), x.shape.clone()), &Device::flex()));
             let reference: Vec<f32> = e.logits.into_data().try_into_vec().unwrap();
@@ -80,6 +82,8 @@ fn trained_demo_bundle_meets_the_parity_bar() {
                 reference.iter().copied().fold(f32::MIN, f32::max) - reference.iter().copied().fold(f32::MAX, f32::min);
             let diff = reference.iter().zip(&f[1].data).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
             worst = worst.max(diff / range);
+            let qd = f[1].data.iter().zip(&q[1].data).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            q_err += (qd / range) as f64;
             let (tf, tq) = (argmax(&f[1].data), argmax(&q[1].data));
             same += (tf == tq) as usize;
             if tf != tq {
@@ -97,8 +101,9 @@ fn trained_demo_bundle_meets_the_parity_bar() {
         let n = inputs.len();
         println!(
             "{}: {n} eval clips; burn vs tract f32 worst {worst:.2e} of range; int8 top-1 = f32 on {same}/{n}; \
-             accuracy f32 {right_f}/{n}, int8 {right_q}/{n}",
-            role.name()
+             accuracy f32 {right_f}/{n}, int8 {right_q}/{n}; int8 logit error {:.2e} of range (mean of max)",
+            role.name(),
+            q_err / n as f64
         );
         if worst > 1e-4 {
             failures.push(format!("{}: f32 parity {worst}", role.name()));

@@ -45,5 +45,15 @@ pub fn reference_dir() -> std::path::PathBuf {
     if let Some(d) = std::env::var_os("AVSC_SHARED_DIR") {
         return d.into();
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+    // The crate's own folder at build time; when that checkout has moved (a target dir shared
+    // between clones reuses the build), the running crate's folder, which cargo sets for
+    // `cargo test` / `cargo run`. Every workspace crate sits one level below the root.
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
+    if built.exists() {
+        return built;
+    }
+    match std::env::var_os("CARGO_MANIFEST_DIR") {
+        Some(d) if Path::new(&d).join("../../shared").exists() => Path::new(&d).join("../../shared"),
+        _ => built,
+    }
 }

@@ -65,6 +65,7 @@ fn untrained_bundle_sized(dir: &Path, size: SizePreset) -> PathBuf {
         cache: None,
         calibration_clips: 0,
         calibration_split: None,
+        weight_scales: Default::default(),
         out: out.clone(),
     })
     .unwrap();

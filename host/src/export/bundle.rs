@@ -33,6 +33,8 @@ pub struct ExportArgs {
     /// Calibrate only on this split of the cache (the training split: evaluation clips stay
     /// unseen); `None`: every clip.
     pub calibration_split: Option<String>,
+    /// int8 weight scales: per output channel (default) or per tensor.
+    pub weight_scales: quant::WeightScales,
     pub out: PathBuf,
 }
 
@@ -96,7 +98,7 @@ pub fn export_bundle(args: &ExportArgs) -> Result<ExportReport> {
                 Precision::F32 => f32_bytes.clone(),
                 Precision::Int8 => {
                     let src = calib_source.as_ref().expect("checked above");
-                    let cal = quant::calibrate(&f32_bytes, &src.inputs(role)?)?;
+                    let cal = quant::calibrate(&f32_bytes, &src.inputs(role)?)?.with_weights(args.weight_scales);
                     net.graph(&input, Some(cal))?.to_bytes()
                 }
             };

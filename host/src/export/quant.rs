@@ -4,7 +4,8 @@
 //! and folds a quantized Softmax into a wrong lookup table (measured with tract 0.23.9, #6).
 //!
 //! Activations are uint8 (per tensor, asymmetric, min/max from calibration), weights int8
-//! (per tensor, symmetric, zero point 0). A conv becomes QuantizeLinear → QLinearConv (int32
+//! (symmetric, zero point 0; one scale per tensor by default, or per output channel: see
+//! [`WeightScales`]). A conv becomes QuantizeLinear → QLinearConv (int32
 //! bias) → DequantizeLinear; a dense layer becomes QuantizeLinear → MatMulInteger → Cast →
 //! Mul → Add (float bias), so the embeddings and logits keep full resolution. An activation
 //! read by several convs (inception branches) is quantized once. QLinearConv measured
@@ -27,13 +28,42 @@ use tract_onnx::pb::tensor_proto::DataType;
 #[derive(Clone, Debug, Default)]
 pub struct Calibration {
     pub ranges: HashMap<String, (f32, f32)>,
+    /// How weights get their scales.
+    pub weights: WeightScales,
     /// Value → its uint8 form, once emitted.
     quantized: HashMap<String, Quantized>,
 }
 
 impl Calibration {
     pub fn new(ranges: HashMap<String, (f32, f32)>) -> Calibration {
-        Calibration { ranges, quantized: HashMap::new() }
+        Calibration { ranges, weights: WeightScales::default(), quantized: HashMap::new() }
+    }
+
+    pub fn with_weights(self, weights: WeightScales) -> Calibration {
+        Calibration { weights, ..self }
+    }
+}
+
+/// Weight scales of the int8 convs and dense layers: one per tensor, or one per output channel
+/// (BN folding leaves channels with very different ranges; a per-tensor scale spends few of
+/// the 8 bits on the small ones).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WeightScales {
+    /// The default: tract 0.23.9 runs per-channel QLinearConv 2.5-4x slower (measured, #6).
+    #[default]
+    PerTensor,
+    PerChannel,
+}
+
+impl std::str::FromStr for WeightScales {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "per-tensor" => Ok(WeightScales::PerTensor),
+            "per-channel" => Ok(WeightScales::PerChannel),
+            _ => anyhow::bail!("unknown weight scales {s:?} (expected per-tensor or per-channel)"),
+        }
     }
 }
 
@@ -72,8 +102,43 @@ fn quantize_input(g: &mut Graph, x: &str) -> Option<Quantized> {
 fn quantize_weights(w: &[f32]) -> (Vec<u8>, f32) {
     let max = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-    let q = w.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8 as u8).collect();
-    (q, scale)
+    (w.iter().map(|&v| quantize_weight(v, scale)).collect(), scale)
+}
+
+fn quantize_weight(v: f32, scale: f32) -> u8 {
+    (v / scale).round().clamp(-127.0, 127.0) as i8 as u8
+}
+
+/// Symmetric int8 weights with one scale per output channel (of `channels`), element `i`
+/// belonging to channel `channel(i)`.
+fn quantize_weights_per_channel(w: &[f32], channels: usize, channel: impl Fn(usize) -> usize) -> (Vec<u8>, Vec<f32>) {
+    let mut max = vec![0.0f32; channels];
+    for (i, v) in w.iter().enumerate() {
+        let m = &mut max[channel(i)];
+        *m = m.max(v.abs());
+    }
+    let scales: Vec<f32> = max.iter().map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 }).collect();
+    (w.iter().enumerate().map(|(i, &v)| quantize_weight(v, scales[channel(i)])).collect(), scales)
+}
+
+/// The int8 weights of a layer with `channels` outputs, per the calibration's [`WeightScales`]:
+/// the bytes, and one scale (per tensor) or one per channel.
+fn layer_weights(g: &Graph, w: &[f32], channels: usize, channel: impl Fn(usize) -> usize) -> (Vec<u8>, Vec<f32>) {
+    match g.calibration.as_ref().map(|c| c.weights).unwrap_or_default() {
+        WeightScales::PerTensor => {
+            let (q, s) = quantize_weights(w);
+            (q, vec![s])
+        }
+        WeightScales::PerChannel => quantize_weights_per_channel(w, channels, channel),
+    }
+}
+
+/// A scale initializer: a scalar when there is one, else a vector.
+fn scales_init(g: &mut Graph, name: &str, scales: &[f32]) -> Value {
+    match scales {
+        [s] => g.scalar(name, *s),
+        _ => g.init_f32(name, &[scales.len()], scales),
+    }
 }
 
 /// The quantized form of a conv, if the graph is being quantized and both its input and its
@@ -85,14 +150,19 @@ pub fn conv(g: &mut Graph, name: &str, x: &str, cw: &ConvWeights) -> Option<Valu
     }
     let (ys, yzp) = uint8_params(*g.calibration.as_ref()?.ranges.get(name)?);
     let xq = quantize_input(g, x)?;
-    let (wq, ws) = quantize_weights(&cw.w);
+    // OIHW: output channel o holds elements [o·per, (o+1)·per).
+    let out_ch = cw.dims[0];
+    let per = cw.w.len() / out_ch;
+    let (wq, ws) = layer_weights(g, &cw.w, out_ch, |i| i / per);
     let w = g.init_8bit(&format!("{name}.weight_q"), &cw.dims, &wq, true);
-    let wz = g.init_8bit(&format!("{name}.weight_zero"), &[], &[0], true);
-    let wsv = g.scalar(&format!("{name}.weight_scale"), ws);
+    let wz_dims: &[usize] = if ws.len() == 1 { &[] } else { &[out_ch] };
+    let wz = g.init_8bit(&format!("{name}.weight_zero"), wz_dims, &vec![0u8; ws.len()], true);
+    let wsv = scales_init(g, &format!("{name}.weight_scale"), &ws);
     let ysv = g.scalar(&format!("{name}.y_scale"), ys);
     let yzv = g.init_8bit(&format!("{name}.y_zero"), &[], &[yzp], false);
-    let acc_scale = xq.scale as f64 * ws as f64;
-    let bq: Vec<i32> = cw.b.iter().map(|&b| (b as f64 / acc_scale).round() as i32).collect();
+    let bq: Vec<i32> = (cw.b.iter().enumerate())
+        .map(|(o, &b)| (b as f64 / (xq.scale as f64 * ws[o % ws.len()] as f64)).round() as i32)
+        .collect();
     let bv = g.init_i32(&format!("{name}.bias_q"), &[cw.dims[0]], &bq);
     let inputs = [&xq.q, &xq.scale_v, &xq.zero_v, &w, &wsv, &wz, &ysv, &yzv, &bv].map(String::as_str);
     let yq = g.node("QLinearConv", &format!("{name}.q"), &inputs, conv_attrs(cw));
@@ -104,12 +174,15 @@ pub fn conv(g: &mut Graph, name: &str, x: &str, cw: &ConvWeights) -> Option<Valu
 /// kept at full resolution).
 pub fn dense(g: &mut Graph, name: &str, x: &str, w: &[f32], dims: [usize; 2], b: Option<&[f32]>) -> Option<Value> {
     let xq = quantize_input(g, x)?;
-    let (wq, ws) = quantize_weights(w);
+    // [d_in, d_out]: output column j holds the elements i with i % d_out == j. MatMulInteger's
+    // weight zero point stays 0 for every column; the per-column scales go into the rescale.
+    let (wq, ws) = layer_weights(g, w, dims[1], |i| i % dims[1]);
     let wv = g.init_8bit(&format!("{name}.weight_q"), &dims, &wq, true);
     let wz = g.init_8bit(&format!("{name}.weight_zero"), &[], &[0], true);
     let acc = g.node("MatMulInteger", &format!("{name}.int"), &[&xq.q, &wv, &xq.zero_v, &wz], vec![]);
     let f = g.node("Cast", &format!("{name}.acc"), &[&acc], vec![attr_int("to", DataType::Float as i64)]);
-    let s = g.scalar(&format!("{name}.scale"), xq.scale * ws);
+    let rescale: Vec<f32> = ws.iter().map(|w| xq.scale * w).collect();
+    let s = scales_init(g, &format!("{name}.scale"), &rescale);
     match b {
         Some(b) => {
             let y = g.node("Mul", &format!("{name}.scaled"), &[&f, &s], vec![]);
@@ -254,5 +327,23 @@ mod tests {
         for (v, q) in w.iter().zip(&q) {
             assert!((*q as i8 as f32 * s - v).abs() <= s / 2.0 + 1e-7);
         }
+    }
+
+    #[test]
+    fn per_channel_weights_use_each_channels_range() {
+        // Two output channels of 3 weights, ranges 100x apart (as after folding a BN).
+        let w = [0.01, -0.02, 0.005, 1.0, -2.0, 0.5];
+        let (q, s) = quantize_weights_per_channel(&w, 2, |i| i / 3);
+        assert_eq!(s, vec![0.02 / 127.0, 2.0 / 127.0]);
+        assert_eq!((q[1] as i8, q[4] as i8), (-127, -127));
+        for (i, (v, q)) in w.iter().zip(&q).enumerate() {
+            assert!((*q as i8 as f32 * s[i / 3] - v).abs() <= s[i / 3] / 2.0 + 1e-9);
+        }
+        // Per tensor, the small channel keeps about one step of the 255.
+        let (qt, _) = quantize_weights(&w);
+        assert!((qt[0] as i8).abs() <= 1 && (qt[1] as i8).abs() <= 1);
+        // Columns of a [d_in, d_out] matrix.
+        let (_, s) = quantize_weights_per_channel(&[1.0, 0.1, -2.0, 0.2], 2, |i| i % 2);
+        assert_eq!(s, vec![2.0 / 127.0, 0.2 / 127.0]);
     }
 }

@@ -28,9 +28,65 @@ struct State {
     optimizer: String,
 }
 
-/// The config fields that must agree for a resume (everything but `resume` / `stop_after`).
+/// The config fields that must agree for a resume (everything but `resume`, `stop_after` and
+/// the device).
 fn comparable(cfg: &TrainConfig) -> TrainConfig {
-    TrainConfig { resume: false, stop_after: None, ..cfg.clone() }
+    TrainConfig { resume: false, stop_after: None, device: Default::default(), ..cfg.clone() }
+}
+
+/// `OUT/config.toml`: what was trained (`[run]`) and every hyper-parameter (`[train]`), written
+/// at the start of every run; `--config` reads the `[train]` table back.
+#[derive(Serialize, Deserialize)]
+pub struct RunFile {
+    pub run: toml::Table,
+    pub train: TrainConfig,
+}
+
+impl RunFile {
+    /// Read a `config.toml` written by an earlier run.
+    pub fn read(path: &Path) -> Result<RunFile> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).map_err(|e| {
+            // toml's messages draw the line with a caret: keep the one-line error.
+            let what = e.message().to_string();
+            let at = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
+            anyhow::anyhow!(
+                "{}: invalid run configuration{}: {what}",
+                path.display(),
+                at.map_or(String::new(), |l| format!(" (line {l})"))
+            )
+        })
+    }
+}
+
+/// JSON metadata as a TOML table (nulls dropped: TOML has none).
+fn toml_table(meta: &serde_json::Value) -> toml::Table {
+    fn conv(v: &serde_json::Value) -> Option<toml::Value> {
+        use serde_json::Value as J;
+        Some(match v {
+            J::Null => return None,
+            J::Bool(b) => toml::Value::Boolean(*b),
+            J::Number(n) => {
+                n.as_i64().map_or_else(|| toml::Value::Float(n.as_f64().unwrap_or(f64::NAN)), toml::Value::Integer)
+            }
+            J::String(s) => toml::Value::String(s.clone()),
+            J::Array(a) => toml::Value::Array(a.iter().filter_map(conv).collect()),
+            J::Object(o) => toml::Value::Table(o.iter().filter_map(|(k, v)| Some((k.clone(), conv(v)?))).collect()),
+        })
+    }
+    match conv(meta) {
+        Some(toml::Value::Table(t)) => t,
+        _ => toml::Table::new(),
+    }
+}
+
+fn write_run_file(out: &Path, meta: &serde_json::Value, cfg: &TrainConfig) -> Result<()> {
+    let file = RunFile { run: toml_table(meta), train: TrainConfig { resume: false, stop_after: None, ..cfg.clone() } };
+    let body = toml::to_string_pretty(&file).context("writing the run configuration")?;
+    let text = format!(
+        "# avsc-host Phase-I run: the network and every hyper-parameter. Re-run with --config this-file.\n{body}"
+    );
+    avsc_shared::write_atomic(&out.join("config.toml"), text.as_bytes())
 }
 
 /// Adam with Keras' defaults and the coupled L2 term `l2`.
@@ -49,8 +105,9 @@ pub fn run<M: Net>(
     ensure!(cfg.batch_size > 0 && cfg.epochs > 0, "epochs and batch size must be positive");
     let ckpt = out.join("checkpoint");
     let state_path = ckpt.join("state.json");
-    let plain = Device::flex();
+    let plain = cfg.device.open()?;
     let device = plain.clone().autodiff();
+    let model = model.to_device(&plain);
 
     let (model, mut adam, mut history, start) = if cfg.resume && state_path.exists() {
         let text = std::fs::read_to_string(&state_path)?;
@@ -70,6 +127,7 @@ pub fn run<M: Net>(
         (model, AdamState::default(), Vec::new(), 0)
     };
     std::fs::create_dir_all(&ckpt).with_context(|| format!("creating {}", ckpt.display()))?;
+    write_run_file(out, &meta, cfg)?;
     let mut model = model.train();
 
     let [c, h, w] = data.input_shape();

@@ -194,6 +194,38 @@ fn resume_reproduces_an_uninterrupted_run() {
     // A different configuration refuses to resume.
     let other = TrainConfig { lr: 1e-2, ..again };
     assert!(train_audio_with(&cache, FeatureKind::Gam, &no_dropout(), &other, &b).is_err());
+
+    // config.toml beside the checkpoints holds the run and every hyper-parameter.
+    let file = engine::RunFile::read(&b.join("config.toml")).unwrap();
+    assert_eq!(file.train, cfg);
+    assert_eq!(file.run["task"].as_str(), Some("audio"));
+    assert_eq!(file.run["kind"].as_str(), Some("gam"));
+    assert!(file.run["net"].as_str().unwrap().contains("ResInceptionConfig"));
+}
+
+#[test]
+fn run_file_round_trips_and_names_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig { lr: 2.5e-3, mixup_alpha: 0.0, stop_after: Some(3), resume: true, ..tiny_cfg(7) };
+    let file = engine::RunFile { run: toml::Table::new(), train: cfg.clone() };
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, toml::to_string_pretty(&file).unwrap()).unwrap();
+    assert_eq!(engine::RunFile::read(&path).unwrap().train, cfg);
+    std::fs::write(&path, "[train]\nepochs = \"many\"\n").unwrap();
+    let err = format!("{:#}", engine::RunFile::read(&path).err().unwrap());
+    assert!(err.contains("config.toml") && err.contains("invalid run configuration"), "{err}");
+}
+
+#[test]
+fn device_parses_and_gpu_needs_the_feature() {
+    assert_eq!("cpu".parse::<ComputeDevice>().unwrap(), ComputeDevice::Cpu);
+    assert_eq!("gpu".parse::<ComputeDevice>().unwrap(), ComputeDevice::Gpu);
+    assert!("tpu".parse::<ComputeDevice>().is_err());
+    assert!(ComputeDevice::Cpu.open().is_ok());
+    if cfg!(not(feature = "gpu")) {
+        let err = ComputeDevice::Gpu.open().err().unwrap().to_string();
+        assert!(err.contains("--features gpu"), "{err}");
+    }
 }
 
 #[test]
@@ -246,4 +278,29 @@ fn tiny_audio_epoch_time_at_paper_input_size() {
     let cfg = TrainConfig { epochs: 1, batch_size: 8, val_fraction: 0.2, ..tiny_cfg(1) };
     let s = train_audio(&cache, FeatureKind::Cqt, SizePreset::Tiny, &cfg, &dir.path().join("o")).unwrap();
     eprintln!("tiny audio at 6x128x305: {:.2} s for one epoch (train + validation)", s.history[0].seconds);
+}
+
+/// The `gpu` path trains the same network to the same losses as the CPU. Needs a build with
+/// the `gpu` feature and a Vulkan driver (Mesa's lavapipe will do):
+/// `cargo test -p avsc-host --features gpu --lib gpu_training -- --ignored`
+#[cfg(feature = "gpu")]
+#[test]
+#[ignore]
+fn gpu_training_matches_cpu() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    synthetic_cache(&cache, 3, 2, 2, 0);
+    let cfg = TrainConfig { val_fraction: 0.5, ..tiny_cfg(2) };
+    let cpu = train_audio_with(&cache, FeatureKind::Mel, &no_dropout(), &cfg, &dir.path().join("cpu")).unwrap();
+    let gpu_cfg = TrainConfig { device: ComputeDevice::Gpu, ..cfg };
+    let gpu = train_audio_with(&cache, FeatureKind::Mel, &no_dropout(), &gpu_cfg, &dir.path().join("gpu")).unwrap();
+    for (c, g) in cpu.history.iter().zip(&gpu.history) {
+        eprintln!(
+            "epoch {}: cpu loss {} / {}, gpu {} / {}",
+            c.epoch, c.train_loss, c.val_log_loss, g.train_loss, g.val_log_loss
+        );
+        assert!((c.train_loss - g.train_loss).abs() <= 1e-3 * c.train_loss.abs().max(1.0));
+        assert!((c.val_log_loss - g.val_log_loss).abs() <= 1e-3 * c.val_log_loss.abs().max(1.0));
+    }
 }
