@@ -185,6 +185,12 @@ enum Cmd {
         /// Initial weights: burn record (.bpk) or torchvision checkpoint.
         #[arg(long)]
         weights: Option<PathBuf>,
+        /// Random frames per training clip and epoch.
+        #[arg(long, default_value_t = 2)]
+        frames_per_clip: usize,
+        /// Evenly spaced frames per validation clip (0: every frame).
+        #[arg(long, default_value_t = 0)]
+        eval_frames: usize,
         #[command(flatten)]
         opts: TrainOpts,
     },
@@ -445,10 +451,20 @@ fn run(cli: Cli) -> Result<()> {
             let s = train::train_audio(&opts.cache, feature.into(), size, &opts.config(1e-3)?, &opts.out)?;
             report_training("train-audio", &s);
         }
-        Cmd::TrainVisual { backbone, weights, opts } => {
+        Cmd::TrainVisual { backbone, weights, frames_per_clip, eval_frames, opts } => {
             let size: SizePreset = opts.size.parse()?;
             let backbone: VisualBackbone = backbone.parse()?;
-            let cfg = opts.config(if weights.is_some() { 1e-4 } else { 1e-3 })?;
+            let mut cfg = opts.config(if weights.is_some() { 1e-4 } else { 1e-3 })?;
+            match &opts.config {
+                None => (cfg.frames_per_clip, cfg.eval_frames) = (frames_per_clip, eval_frames),
+                Some(c) if (frames_per_clip, eval_frames) != (2, 0) => {
+                    anyhow::bail!(
+                        "{}: --config carries the frame counts; drop --frames-per-clip / --eval-frames",
+                        c.display()
+                    )
+                }
+                Some(_) => {}
+            }
             let s = train::train_visual(&opts.cache, backbone, size, weights.as_deref(), &cfg, &opts.out)?;
             report_training("train-visual", &s);
         }

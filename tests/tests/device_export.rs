@@ -34,6 +34,16 @@ fn untrained_bundle(dir: &Path) -> PathBuf {
 }
 
 fn untrained_bundle_sized(dir: &Path, size: SizePreset) -> PathBuf {
+    untrained_bundle_with(dir, size, vec![Precision::F32], None)
+}
+
+/// `calibration`: a feature cache, for int8.
+fn untrained_bundle_with(
+    dir: &Path,
+    size: SizePreset,
+    precisions: Vec<Precision>,
+    calibration: Option<PathBuf>,
+) -> PathBuf {
     let device = Default::default();
     let runs = dir.join("runs");
     for role in Role::BACKBONES {
@@ -59,11 +69,11 @@ fn untrained_bundle_sized(dir: &Path, size: SizePreset) -> PathBuf {
         heads,
         fusion: FusionKind::F4,
         size,
-        precisions: vec![Precision::F32],
+        precisions,
         feature_preset: FeaturePreset::paper(),
         frame_preset: FramePreset::default(),
-        cache: None,
-        calibration_clips: 0,
+        calibration_clips: if calibration.is_some() { 8 } else { 0 },
+        cache: calibration,
         calibration_split: None,
         weight_scales: Default::default(),
         out: out.clone(),
@@ -118,31 +128,55 @@ fn exported_tiny_bundle_runs_on_the_device() {
     }
 }
 
-/// The benchmark: the `paper` networks with random weights, f32, on tau-mini clips
-/// (MP4: audio + 20 frames per window). Prints per-stage milliseconds per window and the
-/// device's peak RSS. Ignored by default (minutes); run with
-/// `cargo test --release -p avsc-e2e --test device_export -- --ignored --nocapture`.
+/// The benchmark: the `paper` networks with random weights, f32 and int8 (calibrated
+/// on tau-mini), on tau-mini clips (MP4: audio + 20 frames per window). Prints per-stage
+/// milliseconds per window, the CPU time and the device's peak RSS per precision. Ignored by
+/// default (minutes); run with
+/// `cargo test -p avsc-e2e --test device_export -- --ignored --nocapture paper_bundle`.
 #[test]
 #[ignore = "exports the paper-size networks and runs them: minutes"]
 fn paper_bundle_benchmark() {
     let dir = tempfile::tempdir().unwrap();
     let t = std::time::Instant::now();
-    let bundle = untrained_bundle_sized(dir.path(), SizePreset::Paper);
-    eprintln!("bench: export {:.1} s", t.elapsed().as_secs_f64());
+    let cache = dir.path().join("cache");
+    avsc_host::prepare::run(&avsc_host::prepare::PrepareArgs {
+        dataset: reference_dir().join("media/tau-mini"),
+        out: cache.clone(),
+        preset: FeaturePreset::paper(),
+        frames: FramePreset::default(),
+        split: avsc_host::dataset::Split::All,
+        jobs: 2,
+        progress: false,
+    })
+    .unwrap();
+    let bundle =
+        untrained_bundle_with(dir.path(), SizePreset::Paper, vec![Precision::F32, Precision::Int8], Some(cache));
+    eprintln!("bench: prepare + export {:.1} s", t.elapsed().as_secs_f64());
     let media = reference_dir().join("media/tau-mini/video");
     let mut clips: Vec<PathBuf> = std::fs::read_dir(media).unwrap().map(|e| e.unwrap().path()).collect();
     clips.sort();
     clips.truncate(3);
-    let t = std::time::Instant::now();
-    let o = Command::new(device_binary()).args(["classify", "--bundle"]).arg(&bundle).args(&clips).output().unwrap();
-    let wall = t.elapsed().as_secs_f64();
-    let out = lines(&o);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    let stages = ["resample", "features", "audio_nets", "visual_nets", "fusion", "end_of_window"];
-    for line in &out {
-        let ms: Vec<String> = stages.iter().map(|s| format!("{s} {}", field(line, s))).collect();
-        eprintln!("bench: window: {}", ms.join(", "));
+    for precision in ["f32", "int8"] {
+        // /usr/bin/time for the CPU time of the whole process (plan building included).
+        let t = std::time::Instant::now();
+        let o = Command::new("/usr/bin/time")
+            .args(["-f", "cpu_s %U %S"])
+            .arg(device_binary())
+            .args(["classify", "--precision", precision, "--bundle"])
+            .arg(&bundle)
+            .args(&clips)
+            .output()
+            .unwrap();
+        let wall = t.elapsed().as_secs_f64();
+        let out = lines(&o);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        let stages = ["resample", "features", "audio_nets", "visual_nets", "fusion", "end_of_window"];
+        for line in &out {
+            let ms: Vec<String> = stages.iter().map(|s| format!("{s} {}", field(line, s))).collect();
+            eprintln!("bench {precision}: window: {}", ms.join(", "));
+        }
+        let peak = stderr.lines().rev().find(|l| l.contains("peak_rss_kib")).unwrap_or("");
+        let cpu = stderr.lines().rev().find(|l| l.starts_with("cpu_s")).unwrap_or("");
+        eprintln!("bench {precision}: {} windows, wall {wall:.1} s (with plan building); {cpu}; {peak}", out.len());
     }
-    let peak = stderr.lines().rev().find(|l| l.contains("peak_rss_kib")).unwrap_or("");
-    eprintln!("bench: {} windows, wall {wall:.1} s (with plan building); {peak}", out.len());
 }

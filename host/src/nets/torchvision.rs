@@ -250,7 +250,13 @@ pub fn read_checkpoint(path: &Path) -> Result<TorchTensors> {
         "safetensors" => {
             SafetensorsStore::from_file(path).get_all_tensors().map_err(|e| anyhow::anyhow!("{e}"))?.clone()
         }
-        "pth" | "pt" => PytorchStore::from_file(path).get_all_tensors().map_err(|e| anyhow::anyhow!("{e}"))?.clone(),
+        // Keys verbatim: burn-store renumbers Sequential indices by default (ConvNeXt's
+        // `classifier.2` would become `classifier.1`), and the table maps torchvision's names.
+        "pth" | "pt" => PytorchStore::from_file(path)
+            .map_indices_contiguous(false)
+            .get_all_tensors()
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .clone(),
         _ => bail!("expected a .safetensors, .pth or .pt file"),
     };
     Ok(tensors)
