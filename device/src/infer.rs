@@ -274,8 +274,11 @@ impl Engine {
             }
         }
         let audio_width: usize = audio.iter().map(Backbone::width).sum();
+        let (rss_kib, peak_rss_kib) = crate::cli::memory_kib();
         tracing::info!(
             bundle = %dir.display(),
+            rss_kib,
+            peak_rss_kib,
             audio = audio.len(),
             visual = visual.len(),
             heads = ?heads.iter().map(|h| h.role.name()).collect::<Vec<_>>(),

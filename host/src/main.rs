@@ -373,9 +373,9 @@ enum Cmd {
         /// Calibrate on this split of the cache only (e.g. fold1_train; default: every clip).
         #[arg(long)]
         calibration_split: Option<String>,
-        /// int8 weight scales: per-tensor, or per-channel (one per output channel: closer to f32,
-        /// but tract runs it 2.5-4x slower).
-        #[arg(long, default_value = "per-tensor")]
+        /// int8 weight scales: per-channel (ConvInteger + float rescale: keeps f32's top-1) or
+        /// per-tensor (QLinearConv: up to 1.5x faster in tract, near-ties may flip).
+        #[arg(long, default_value = "per-channel")]
         weight_scales: String,
         /// Bundle folder (created if needed).
         #[arg(long)]

@@ -20,20 +20,37 @@ fn argmax(v: &[f32]) -> usize {
 }
 
 /// (f32 bytes, int8 bytes).
-fn export_both(net: &Backbone, shape: [usize; 4], calib: &[Array]) -> (Vec<u8>, Vec<u8>) {
+fn export_both(net: &Backbone, shape: [usize; 4], calib: &[Array], scales: WeightScales) -> (Vec<u8>, Vec<u8>) {
     let input = net.input_spec(shape[2], shape[3]);
     let f32_bytes = net.graph(&input, None).unwrap().to_bytes();
-    let cal = calibrate(&f32_bytes, calib).unwrap();
+    let cal = calibrate(&f32_bytes, calib).unwrap().with_weights(scales);
     let int8_bytes = net.graph(&input, Some(cal)).unwrap().to_bytes();
     (f32_bytes, int8_bytes)
 }
 
 fn parity(role: Role, shape: [usize; 4]) {
+    for scales in [WeightScales::PerChannel, WeightScales::PerTensor] {
+        parity_with(role, shape, scales);
+    }
+}
+
+fn parity_with(role: Role, shape: [usize; 4], scales: WeightScales) {
     let net = Backbone::init(role, SizePreset::Tiny, &Device::flex()).unwrap();
     let mut rng = SplitMix64::new(role as u64 + 1);
     let calib: Vec<Array> = (0..8).map(|_| random(&shape, &mut rng)).collect();
-    let (f, q) = export_both(&net, shape, &calib);
+    let (f, q) = export_both(&net, shape, &calib, scales);
     let model = avsc_host::export::graph::decode(&q).unwrap().graph.unwrap();
+    // The conv form of each weight granularity (see export::quant).
+    let count = |op: &str| model.node.iter().filter(|n| n.op_type == op).count();
+    let (conv_integer, qlinear) = (count("ConvInteger"), count("QLinearConv"));
+    match scales {
+        WeightScales::PerChannel => {
+            assert!(conv_integer > 0 && qlinear == 0, "{}: {conv_integer}/{qlinear}", role.name())
+        }
+        WeightScales::PerTensor => {
+            assert!(conv_integer == 0 && qlinear > 0, "{}: {conv_integer}/{qlinear}", role.name())
+        }
+    }
     // Float by design: the first conv (reads the input) and FC(10) (writes the logits).
     let float_left: Vec<&str> = model
         .node
@@ -62,7 +79,7 @@ fn parity(role: Role, shape: [usize; 4]) {
     }
     let ratio = f.len() as f64 / q.len() as f64;
     println!(
-        "{}: top-1 agreement {same}/{total}, worst logit diff {:.3} of range; f32 {} B, int8 {} B ({ratio:.2}x)",
+        "{} ({scales:?}): top-1 agreement {same}/{total}, worst logit diff {:.3} of range; f32 {} B, int8 {} B ({ratio:.2}x)",
         role.name(),
         worst,
         f.len(),
@@ -99,10 +116,8 @@ fn latency() {
     {
         let net = Backbone::init(role, size, &Device::flex()).unwrap();
         let calib: Vec<Array> = (0..2).map(|_| random(&shape, &mut rng)).collect();
-        let (f, q) = export_both(&net, shape, &calib);
-        let input = net.input_spec(shape[2], shape[3]);
-        let cal = calibrate(&f, &calib).unwrap().with_weights(WeightScales::PerTensor);
-        let qt = net.graph(&input, Some(cal)).unwrap().to_bytes();
+        let (f, qt) = export_both(&net, shape, &calib, WeightScales::PerTensor);
+        let (_, q) = export_both(&net, shape, &calib, WeightScales::PerChannel);
         let x = random(&shape, &mut rng);
         // Shapes fixed before optimisation, as the device builds its plans.
         let time = |bytes: &[u8]| {

@@ -175,6 +175,8 @@ fn paper_bundle_benchmark() {
             let ms: Vec<String> = stages.iter().map(|s| format!("{s} {}", field(line, s))).collect();
             eprintln!("bench {precision}: window: {}", ms.join(", "));
         }
+        let built = stderr.lines().find(|l| l.contains("plans built")).unwrap_or("");
+        eprintln!("bench {precision}: {built}");
         let peak = stderr.lines().rev().find(|l| l.contains("peak_rss_kib")).unwrap_or("");
         let cpu = stderr.lines().rev().find(|l| l.starts_with("cpu_s")).unwrap_or("");
         eprintln!("bench {precision}: {} windows, wall {wall:.1} s (with plan building); {cpu}; {peak}", out.len());
