@@ -373,9 +373,10 @@ enum Cmd {
         /// Calibrate on this split of the cache only (e.g. fold1_train; default: every clip).
         #[arg(long)]
         calibration_split: Option<String>,
-        /// int8 weight scales: per-channel (ConvInteger + float rescale: keeps f32's top-1) or
-        /// per-tensor (QLinearConv: up to 1.5x faster in tract, near-ties may flip).
-        #[arg(long, default_value = "per-channel")]
+        /// int8 weight scales: per-channel (ConvInteger + float rescale: keeps f32's top-1),
+        /// per-tensor (QLinearConv: up to 1.5x faster in tract, near-ties may flip), or auto
+        /// (per-channel where BatchNorm was folded, per-tensor for ConvNeXt).
+        #[arg(long, default_value = "auto")]
         weight_scales: String,
         /// Bundle folder (created if needed).
         #[arg(long)]

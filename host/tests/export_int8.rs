@@ -44,7 +44,7 @@ fn parity_with(role: Role, shape: [usize; 4], scales: WeightScales) {
     let count = |op: &str| model.node.iter().filter(|n| n.op_type == op).count();
     let (conv_integer, qlinear) = (count("ConvInteger"), count("QLinearConv"));
     match scales {
-        WeightScales::PerChannel => {
+        WeightScales::PerChannel | WeightScales::Auto => {
             assert!(conv_integer > 0 && qlinear == 0, "{}: {conv_integer}/{qlinear}", role.name())
         }
         WeightScales::PerTensor => {

@@ -98,7 +98,8 @@ pub fn export_bundle(args: &ExportArgs) -> Result<ExportReport> {
                 Precision::F32 => f32_bytes.clone(),
                 Precision::Int8 => {
                     let src = calib_source.as_ref().expect("checked above");
-                    let cal = quant::calibrate(&f32_bytes, &src.inputs(role)?)?.with_weights(args.weight_scales);
+                    let cal = quant::calibrate(&f32_bytes, &src.inputs(role)?)?
+                        .with_weights(args.weight_scales.for_role(role));
                     net.graph(&input, Some(cal))?.to_bytes()
                 }
             };

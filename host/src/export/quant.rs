@@ -4,7 +4,7 @@
 //! and folds a quantized Softmax into a wrong lookup table (measured with tract 0.23.9, #6).
 //!
 //! Activations are uint8 (per tensor, asymmetric, min/max from calibration), weights int8
-//! (symmetric, zero point 0; one scale per output channel by default, or per tensor: see
+//! (symmetric, zero point 0; one scale per output channel, or per tensor for ConvNeXt: see
 //! [`WeightScales`]). A conv becomes QuantizeLinear → ConvInteger → Cast → Mul (per-channel
 //! scale) → Add (float bias), or per tensor QuantizeLinear → QLinearConv (int32
 //! bias) → DequantizeLinear; a dense layer becomes QuantizeLinear → MatMulInteger → Cast →
@@ -53,11 +53,26 @@ impl Calibration {
 pub enum WeightScales {
     /// QLinearConv with one weight scale: the fastest form in tract 0.23.9.
     PerTensor,
-    /// ConvInteger + a per-channel float rescale: int8 keeps the f32 top-1 on the demo's
-    /// trained networks (80/80 clips each, where per-tensor flips near-ties), at 3-50 % more
-    /// latency than per-tensor at the paper widths.
-    #[default]
+    /// ConvInteger + a per-channel float rescale: int8 keeps the f32 top-1 on the trained
+    /// networks (80/80 clips each, where per-tensor flips near-ties), at 3-50 % more latency
+    /// than per-tensor at the paper widths.
     PerChannel,
+    /// Per network: per channel where BatchNorm was folded into the convs (the audio networks
+    /// and InceptionV3), per tensor for ConvNeXt (LayerNorm, nothing folded: per-tensor kept
+    /// its top-1 on every clip measured, and per-channel would cost it 50 % latency).
+    #[default]
+    Auto,
+}
+
+impl WeightScales {
+    /// The granularity used for `role`'s network.
+    pub fn for_role(self, role: Role) -> WeightScales {
+        match (self, role) {
+            (WeightScales::Auto, Role::VisConv) => WeightScales::PerTensor,
+            (WeightScales::Auto, _) => WeightScales::PerChannel,
+            (s, _) => s,
+        }
+    }
 }
 
 impl std::str::FromStr for WeightScales {
@@ -66,7 +81,8 @@ impl std::str::FromStr for WeightScales {
         match s {
             "per-tensor" => Ok(WeightScales::PerTensor),
             "per-channel" => Ok(WeightScales::PerChannel),
-            _ => anyhow::bail!("unknown weight scales {s:?} (expected per-tensor or per-channel)"),
+            "auto" => Ok(WeightScales::Auto),
+            _ => anyhow::bail!("unknown weight scales {s:?} (expected auto, per-tensor or per-channel)"),
         }
     }
 }
@@ -133,7 +149,7 @@ fn layer_weights(g: &Graph, w: &[f32], channels: usize, channel: impl Fn(usize) 
             let (q, s) = quantize_weights(w);
             (q, vec![s])
         }
-        WeightScales::PerChannel => quantize_weights_per_channel(w, channels, channel),
+        WeightScales::PerChannel | WeightScales::Auto => quantize_weights_per_channel(w, channels, channel),
     }
 }
 
@@ -341,6 +357,18 @@ mod tests {
         for (v, q) in w.iter().zip(&q) {
             assert!((*q as i8 as f32 * s - v).abs() <= s / 2.0 + 1e-7);
         }
+    }
+
+    #[test]
+    fn auto_scales_per_channel_except_convnext() {
+        use WeightScales::*;
+        assert_eq!(Auto.for_role(Role::AudMel), PerChannel);
+        assert_eq!(Auto.for_role(Role::VisInc), PerChannel);
+        assert_eq!(Auto.for_role(Role::VisConv), PerTensor);
+        assert_eq!(PerTensor.for_role(Role::AudCqt), PerTensor);
+        assert_eq!(PerChannel.for_role(Role::VisConv), PerChannel);
+        assert_eq!("auto".parse::<WeightScales>().unwrap(), Auto);
+        assert!("per-layer".parse::<WeightScales>().is_err());
     }
 
     #[test]
