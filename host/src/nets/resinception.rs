@@ -197,7 +197,9 @@ impl ResInceptionBlock {
             self.branch1x1.forward(x.clone()),
             chain(&self.branch3x3, x.clone()),
             chain(&self.branch5x5, x.clone()),
-            self.branch_pool.forward(self.avg_pool.forward(x.clone())),
+            // `avg_pool` (3x3, stride 1, padding 1, padding counted) computed as a box filter;
+            // the module stays for its configuration (the exporter writes an AveragePool).
+            self.branch_pool.forward(super::box_avg3x3(x.clone())),
         ];
         let shortcut = match &self.shortcut {
             Some(proj) => proj.forward(x),
@@ -212,6 +214,22 @@ mod tests {
     use super::*;
     use crate::nets::{trainable_params, EMBED_DIM, NUM_CLASSES};
     use burn::tensor::Distribution;
+
+    #[test]
+    fn box_filter_equals_the_average_pool_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        let block = ResInceptionBlock::new(4, 8, &Device::flex());
+        let x0 = Tensor::<4>::random([2, 3, 5, 7], Distribution::Normal(0.0, 1.0), &device);
+        let (xa, xb) = (x0.clone().require_grad(), x0.require_grad());
+        let (ya, yb) = (block.avg_pool.forward(xa.clone()), crate::nets::box_avg3x3(xb.clone()));
+        let weights = Tensor::<4>::random([2, 3, 5, 7], Distribution::Normal(0.0, 1.0), &device);
+        let (ga, gb) = ((ya.clone() * weights.clone()).sum().backward(), (yb.clone() * weights).sum().backward());
+        let close = |a: Vec<f32>, b: Vec<f32>| a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let v = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+        assert!(close(v(ya.without_autodiff()), v(yb.without_autodiff())) < 1e-6);
+        let (da, db) = (xa.grad(&ga).unwrap(), xb.grad(&gb).unwrap());
+        assert!(close(v(da), v(db)) < 1e-6);
+    }
 
     fn check(cfg: ResInceptionConfig) -> usize {
         let device = Device::flex();
