@@ -58,6 +58,11 @@ struct Common {
     /// Stop after this many windows.
     #[arg(long)]
     windows: Option<u64>,
+    /// Frames per second the visual networks see, at most the bundle's rate (2, as trained).
+    /// Fewer frames cost less CPU per window; a window's visual embedding is the mean over
+    /// the frames it has.
+    #[arg(long)]
+    visual_fps: Option<f64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -204,6 +209,9 @@ fn open_out(path: &Option<PathBuf>) -> Result<Box<dyn Write>> {
 impl Common {
     fn engine(&self) -> Result<Engine> {
         ensure!(self.hop > 0.0 && self.hop.is_finite(), "--hop must be a positive number of seconds");
+        if let Some(f) = self.visual_fps {
+            ensure!(f > 0.0 && f.is_finite(), "--visual-fps must be a positive number of frames per second");
+        }
         let precision = match self.precision {
             PrecisionArg::F32 => Precision::F32,
             PrecisionArg::Int8 => Precision::Int8,
@@ -212,7 +220,12 @@ impl Common {
     }
 
     fn loop_options(&self) -> LoopOptions {
-        LoopOptions { hop_s: self.hop, max_windows: self.windows, ..LoopOptions::default() }
+        LoopOptions {
+            hop_s: self.hop,
+            max_windows: self.windows,
+            visual_fps: self.visual_fps,
+            ..LoopOptions::default()
+        }
     }
 }
 

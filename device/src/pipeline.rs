@@ -3,7 +3,7 @@
 //! `run` (ALSA + V4L2) and `classify` (files) are the same loop.
 
 use crate::infer::{Engine, Latency};
-use crate::sources::{AudioSource, Frame, FrameSource};
+use crate::sources::{AudioSource, Frame, FrameSource, FrameThinner};
 use crate::window::{AudioWindow, EmbeddingRing, Windower};
 use anyhow::{Context, Result};
 use avsc_shared::LABELS;
@@ -69,11 +69,14 @@ pub struct LoopOptions {
     pub min_fraction: f64,
     /// Read size, seconds.
     pub chunk_s: f64,
+    /// Embed at most this many frames per second (fewer than the bundle's rate: frames are
+    /// thinned by timestamp); `None`: every frame the source gives.
+    pub visual_fps: Option<f64>,
 }
 
 impl Default for LoopOptions {
     fn default() -> Self {
-        LoopOptions { hop_s: 10.0, max_windows: None, min_fraction: 0.5, chunk_s: 0.1 }
+        LoopOptions { hop_s: 10.0, max_windows: None, min_fraction: 0.5, chunk_s: 0.1, visual_fps: None }
     }
 }
 
@@ -182,15 +185,16 @@ pub fn run_loop(
     let mut emb = vec![0.0f32; width];
     let mut buf = vec![0.0f32; ((opts.chunk_s * rate as f64).ceil() as usize).max(1) * ch];
     let mut em = Emitter { source, out, clip, max_windows: opts.max_windows, written: 0, failure: None };
+    let mut thinner = opts.visual_fps.filter(|&f| f < fps).map(FrameThinner::new);
 
     while !stop.load(Ordering::Relaxed) && !em.done() {
         let Some(r) = audio.read(&mut buf)? else { break };
         let t_end = r.t + r.frames as f64 / rate as f64;
-        drain_frames(engine, &mut frames, t_end, &mut ring, &mut frame_ms, &mut emb)?;
+        drain_frames(engine, &mut frames, t_end, &mut ring, &mut frame_ms, &mut emb, thinner.as_mut())?;
         windower.push(r.t, &buf[..r.frames * ch], |w| em.window(engine, w, &mut ring, &mut frame_ms));
     }
     if !stop.load(Ordering::Relaxed) && !em.done() {
-        drain_frames(engine, &mut frames, f64::INFINITY, &mut ring, &mut frame_ms, &mut emb)?;
+        drain_frames(engine, &mut frames, f64::INFINITY, &mut ring, &mut frame_ms, &mut emb, thinner.as_mut())?;
         windower.flush_partial(opts.min_fraction, |w| em.window(engine, w, &mut ring, &mut frame_ms));
         if windower.windows_emitted() == 0 {
             anyhow::bail!(
@@ -213,11 +217,15 @@ fn drain_frames(
     ring: &mut EmbeddingRing,
     frame_ms: &mut EmbeddingRing,
     emb: &mut [f32],
+    mut thinner: Option<&mut FrameThinner>,
 ) -> Result<()> {
     if !engine.has_visual() {
         return frames.drain_until(t, |_| Ok(()));
     }
     frames.drain_until(t, |fr| {
+        if thinner.as_mut().is_some_and(|th| !th.keep(fr.t)) {
+            return Ok(());
+        }
         let t0 = Instant::now();
         match engine.embed_frame(&fr.image, emb) {
             Ok(()) => {

@@ -76,6 +76,14 @@ fn wav_with_image_folder_and_wav_alone() {
     assert_eq!(lines[1]["head"], "fusion_audio");
     assert!(lines[1]["note"].as_str().unwrap().contains("no video frames"));
 
+    // --visual-fps 1: every other frame of the 2-fps folder is embedded.
+    let thinned =
+        json_lines(&run(bin().args(["classify", "--visual-fps", "1", "--bundle"]).arg(&bundle).arg(&wav).arg(&frames)));
+    assert_eq!(thinned[0]["frames"], 10);
+    assert_eq!(thinned[0]["modalities"], serde_json::json!(["audio", "visual"]));
+    let o = bin().args(["classify", "--visual-fps", "0", "--bundle"]).arg(&bundle).arg(&wav).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--visual-fps"));
+
     // Without an audio-only head: the backbones' mean, and it says so.
     let b2 = write_bundle(&dir.path().join("b2"), BundleSpec { audio_head: false, ..BundleSpec::default() });
     let lines = json_lines(&run(bin().args(["classify", "--bundle"]).arg(&b2).arg(&wav)));
