@@ -136,9 +136,11 @@ fn exported_tiny_bundle_runs_on_the_device() {
 #[test]
 #[ignore = "exports the paper-size networks and runs them: minutes"]
 fn paper_bundle_benchmark() {
-    let dir = tempfile::tempdir().unwrap();
+    // AVSC_BENCH_DIR keeps the bundle (e.g. for host/benches/reference_onnxruntime_latency.py).
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::env::var_os("AVSC_BENCH_DIR").map_or_else(|| tmp.path().to_path_buf(), PathBuf::from);
     let t = std::time::Instant::now();
-    let cache = dir.path().join("cache");
+    let cache = root.join("cache");
     avsc_host::prepare::run(&avsc_host::prepare::PrepareArgs {
         dataset: reference_dir().join("media/tau-mini"),
         out: cache.clone(),
@@ -150,7 +152,7 @@ fn paper_bundle_benchmark() {
     })
     .unwrap();
     let bundle =
-        untrained_bundle_with(dir.path(), SizePreset::Paper, vec![Precision::F32, Precision::Int8], Some(cache));
+        untrained_bundle_with(&root, SizePreset::Paper, vec![Precision::F32, Precision::Int8], Some(cache));
     eprintln!("bench: prepare + export {:.1} s", t.elapsed().as_secs_f64());
     let media = reference_dir().join("media/tau-mini/video");
     let mut clips: Vec<PathBuf> = std::fs::read_dir(media).unwrap().map(|e| e.unwrap().path()).collect();
