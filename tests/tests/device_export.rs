@@ -151,8 +151,7 @@ fn paper_bundle_benchmark() {
         progress: false,
     })
     .unwrap();
-    let bundle =
-        untrained_bundle_with(&root, SizePreset::Paper, vec![Precision::F32, Precision::Int8], Some(cache));
+    let bundle = untrained_bundle_with(&root, SizePreset::Paper, vec![Precision::F32, Precision::Int8], Some(cache));
     eprintln!("bench: prepare + export {:.1} s", t.elapsed().as_secs_f64());
     let media = reference_dir().join("media/tau-mini/video");
     let mut clips: Vec<PathBuf> = std::fs::read_dir(media).unwrap().map(|e| e.unwrap().path()).collect();
