@@ -300,7 +300,7 @@ fn classify(a: ClassifyArgs) -> Result<()> {
     let stop = stop_on_signals()?;
     let jobs = jobs(&a.inputs)?;
     let mut engine = a.common.engine()?;
-    let fps = engine.frames().fps;
+    let (fps, size) = (engine.frames().fps, engine.frames().size);
     let mut out = open_out(&a.common.out)?;
     for job in jobs {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -309,8 +309,11 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         let (path, audio, frames): (&Path, Box<dyn AudioSource>, Option<Box<dyn FrameSource>>) = match &job {
             Job::Mp4(p) => {
                 let audio = ClipAudio::open(p)?;
-                let frames =
-                    if engine.has_visual() { Some(Box::new(ClipFrames::open_video(p, fps)?) as _) } else { None };
+                let frames = if engine.has_visual() {
+                    Some(Box::new(ClipFrames::open_video(p, fps, Some(size))?) as _)
+                } else {
+                    None
+                };
                 (p, Box::new(audio), frames)
             }
             Job::Wav(p, dir) => {

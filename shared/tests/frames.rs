@@ -194,3 +194,22 @@ fn preprocess_is_resize_then_normalise() {
     // Second call on the warmed-up scratch buffer, with a different source size.
     assert_eq!(resizer.preprocess(&synthetic(37, 23), &frames, &n), preprocess(&synthetic(37, 23), &frames, &n));
 }
+
+/// A source that keeps frames already resized to the network size (the device's MP4 frames)
+/// gives the same network input as the full-resolution frame: a resize to the size an image
+/// already has is the identity.
+#[test]
+fn resizing_to_the_current_size_is_the_identity() {
+    let dir = avsc_shared::reference_dir().join("golden/frames");
+    let preset = FramePreset::default();
+    for name in ["park_1280x720.png", "square_1280x720.png"] {
+        let img = decode_png(&dir.join(name));
+        let small = resize_rgb(&img, preset.size);
+        assert_eq!(resize_rgb(&small, preset.size).data, small.data, "{name}");
+        let n = Normalisation::imagenet();
+        assert_eq!(preprocess(&small, &preset, &n), preprocess(&img, &preset, &n), "{name}");
+    }
+    // Also for sizes the synthetic references use.
+    let odd = resize_rgb(&synthetic(97, 41), 53);
+    assert_eq!(resize_rgb(&odd, 53).data, odd.data);
+}

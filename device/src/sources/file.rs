@@ -74,8 +74,18 @@ impl ClipFrames {
         ClipFrames { frames: frames.into_iter(), name: name.into() }
     }
 
-    pub fn open_video(path: &Path, fps: f64) -> Result<ClipFrames> {
-        let frames = avsc_shared::decode::decode_video_frames(path, fps, None)?;
+    /// `size`: keep the frames resized to `size` x `size` (the networks' input, made with the
+    /// same resizer the engine uses, whose resize of an image already at `size` is the
+    /// identity), instead of at the video's resolution: 3 MB for a 10-s clip at 2 fps
+    /// instead of 55 MB at 720p.
+    pub fn open_video(path: &Path, fps: f64, size: Option<usize>) -> Result<ClipFrames> {
+        let mut frames = avsc_shared::decode::decode_video_frames(path, fps, None)?;
+        if let Some(size) = size {
+            let mut resizer = avsc_shared::image::FrameResizer::new();
+            for (_, img) in &mut frames {
+                *img = resizer.resize(img, size);
+            }
+        }
         Ok(ClipFrames::new(frames, path.display().to_string()))
     }
 }
