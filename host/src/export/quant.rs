@@ -171,7 +171,9 @@ pub fn conv(g: &mut Graph, name: &str, x: &str, cw: &ConvWeights) -> Option<Valu
         // Depthwise: tract's fast depthwise kernels are float only, and the weights are few.
         return None;
     }
-    let (ys, yzp) = uint8_params(*g.calibration.as_ref()?.ranges.get(name)?);
+    // Quantized only where the output was calibrated too (its range sets QLinearConv's output
+    // scale; ConvInteger's float output does not need it).
+    let y_range = *g.calibration.as_ref()?.ranges.get(name)?;
     let xq = quantize_input(g, x)?;
     // OIHW: output channel o holds elements [o·per, (o+1)·per).
     let out_ch = cw.dims[0];
@@ -188,6 +190,7 @@ pub fn conv(g: &mut Graph, name: &str, x: &str, cw: &ConvWeights) -> Option<Valu
         let bv = g.init_f32(&format!("{name}.bias"), &[out_ch, 1, 1], &cw.b);
         return Some(g.node("Add", name, &[&y, &bv], vec![]));
     }
+    let (ys, yzp) = uint8_params(y_range);
     let wsv = g.scalar(&format!("{name}.weight_scale"), ws[0]);
     let ysv = g.scalar(&format!("{name}.y_scale"), ys);
     let yzv = g.init_8bit(&format!("{name}.y_zero"), &[], &[yzp], false);
