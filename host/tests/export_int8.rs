@@ -118,6 +118,13 @@ fn latency() {
         let calib: Vec<Array> = (0..2).map(|_| random(&shape, &mut rng)).collect();
         let (f, qt) = export_both(&net, shape, &calib, WeightScales::PerTensor);
         let (_, q) = export_both(&net, shape, &calib, WeightScales::PerChannel);
+        // AVSC_LATENCY_DUMP=DIR keeps the three files (e.g. for `tract FILE dump --profile`).
+        if let Some(dir) = std::env::var_os("AVSC_LATENCY_DUMP").map(std::path::PathBuf::from) {
+            std::fs::create_dir_all(&dir).unwrap();
+            for (form, bytes) in [("f32", &f), ("per-channel", &q), ("per-tensor", &qt)] {
+                std::fs::write(dir.join(format!("{}.{form}.onnx", role.name())), bytes).unwrap();
+            }
+        }
         let x = random(&shape, &mut rng);
         // Shapes fixed before optimisation, as the device builds its plans.
         let time = |bytes: &[u8]| {

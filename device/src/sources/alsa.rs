@@ -60,9 +60,37 @@ enum Raw {
     S32(Vec<i32>),
 }
 
+/// What the capture loop asks of a PCM. alsa-lib's [`PCM`] is the real one; a scripted one
+/// drives the recovery paths (overrun, a device that vanishes and returns) in tests.
+pub trait CapturePcm {
+    fn read_s16(&self, buf: &mut [i16]) -> alsa::Result<usize>;
+    fn read_s32(&self, buf: &mut [i32]) -> alsa::Result<usize>;
+    fn prepare(&self) -> alsa::Result<()>;
+    fn resume(&self) -> alsa::Result<()>;
+}
+
+impl CapturePcm for PCM {
+    fn read_s16(&self, buf: &mut [i16]) -> alsa::Result<usize> {
+        self.io_i16()?.readi(buf)
+    }
+    fn read_s32(&self, buf: &mut [i32]) -> alsa::Result<usize> {
+        self.io_i32()?.readi(buf)
+    }
+    fn prepare(&self) -> alsa::Result<()> {
+        PCM::prepare(self)
+    }
+    fn resume(&self) -> alsa::Result<()> {
+        PCM::resume(self)
+    }
+}
+
+/// Opens the configured PCM: at start, and again after the device was lost.
+pub type PcmOpener = Box<dyn FnMut(&AlsaConfig) -> Result<Box<dyn CapturePcm>>>;
+
 pub struct AlsaSource {
     cfg: AlsaConfig,
-    pcm: Option<PCM>,
+    pcm: Option<Box<dyn CapturePcm>>,
+    opener: PcmOpener,
     raw: Raw,
     /// Frames delivered so far: the stream clock.
     frames: u64,
@@ -93,15 +121,21 @@ fn open_pcm(cfg: &AlsaConfig) -> Result<PCM> {
 }
 
 impl AlsaSource {
+    /// Open `cfg.device` through alsa-lib.
     pub fn open(cfg: AlsaConfig) -> Result<AlsaSource> {
-        let pcm = open_pcm(&cfg)?;
+        AlsaSource::with_opener(cfg, Box::new(|c| Ok(Box::new(open_pcm(c)?) as Box<dyn CapturePcm>)))
+    }
+
+    /// Capture from the PCMs `opener` gives (called now, and after each loss of the device).
+    pub fn with_opener(cfg: AlsaConfig, mut opener: PcmOpener) -> Result<AlsaSource> {
+        let pcm = opener(&cfg)?;
         let n = cfg.period_frames * cfg.channels as usize;
         let raw = match cfg.format {
             SampleFormat::S16 => Raw::S16(vec![0; n]),
             SampleFormat::S32 => Raw::S32(vec![0; n]),
         };
         tracing::info!(device = %cfg.device, rate = cfg.rate, channels = cfg.channels, format = ?cfg.format, "ALSA capture open");
-        Ok(AlsaSource { cfg, pcm: Some(pcm), raw, frames: 0, xruns: 0, reopens: 0 })
+        Ok(AlsaSource { cfg, pcm: Some(pcm), opener, raw, frames: 0, xruns: 0, reopens: 0 })
     }
 
     pub fn config(&self) -> &AlsaConfig {
@@ -116,7 +150,7 @@ impl AlsaSource {
         loop {
             let Some(pcm) = self.pcm.as_ref() else {
                 std::thread::sleep(backoff);
-                match open_pcm(&self.cfg) {
+                match (self.opener)(&self.cfg) {
                     Ok(p) => {
                         self.reopens += 1;
                         tracing::warn!(device = %self.cfg.device, reopens = self.reopens, "ALSA device reopened");
@@ -130,8 +164,8 @@ impl AlsaSource {
                 continue;
             };
             let r = match &mut self.raw {
-                Raw::S16(b) => pcm.io_i16().and_then(|io| io.readi(&mut b[..k])),
-                Raw::S32(b) => pcm.io_i32().and_then(|io| io.readi(&mut b[..k])),
+                Raw::S16(b) => pcm.read_s16(&mut b[..k]),
+                Raw::S32(b) => pcm.read_s32(&mut b[..k]),
             };
             match r {
                 Ok(0) => continue,
@@ -207,5 +241,137 @@ impl AudioSource for AlsaSource {
 
     fn describe(&self) -> String {
         format!("ALSA {} ({} Hz, {} ch, {:?})", self.cfg.device, self.cfg.rate, self.cfg.channels, self.cfg.format)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// What a scripted read does.
+    #[derive(Clone, Copy, Debug)]
+    enum Step {
+        /// Deliver this many frames (stereo; sample values count up from the last one).
+        Frames(usize),
+        /// Fail with this errno.
+        Fail(i32),
+    }
+
+    #[derive(Default)]
+    struct Log {
+        opens: usize,
+        prepares: usize,
+        next_sample: i16,
+    }
+
+    type Shared<T> = Rc<RefCell<T>>;
+
+    struct Scripted {
+        steps: Shared<Vec<Step>>,
+        log: Shared<Log>,
+    }
+
+    impl CapturePcm for Scripted {
+        fn read_s16(&self, buf: &mut [i16]) -> alsa::Result<usize> {
+            let step = self.steps.borrow_mut().remove(0);
+            match step {
+                Step::Frames(n) => {
+                    let mut log = self.log.borrow_mut();
+                    for s in &mut buf[..n * 2] {
+                        *s = log.next_sample;
+                        log.next_sample += 1;
+                    }
+                    Ok(n)
+                }
+                // alsa-rs keeps the positive errno (its `acheck!` negates alsa-lib's return).
+                Step::Fail(errno) => Err(alsa::Error::new("snd_pcm_readi", errno)),
+            }
+        }
+        fn read_s32(&self, _: &mut [i32]) -> alsa::Result<usize> {
+            unreachable!("the test captures S16")
+        }
+        fn prepare(&self) -> alsa::Result<()> {
+            self.log.borrow_mut().prepares += 1;
+            Ok(())
+        }
+        fn resume(&self) -> alsa::Result<()> {
+            Err(alsa::Error::new("snd_pcm_resume", libc_errno::ENODEV))
+        }
+    }
+
+    /// A source over `steps`, whose opener fails (the device is absent) on the calls listed
+    /// in `absent` (0 is the first open).
+    fn scripted(steps: Vec<Step>, absent: &'static [usize]) -> (AlsaSource, Shared<Vec<Step>>, Shared<Log>) {
+        let steps = Rc::new(RefCell::new(steps));
+        let log = Rc::new(RefCell::new(Log::default()));
+        let (s, l) = (steps.clone(), log.clone());
+        let opener: PcmOpener = Box::new(move |cfg| {
+            let call = {
+                let mut log = l.borrow_mut();
+                log.opens += 1;
+                log.opens - 1
+            };
+            if absent.contains(&call) {
+                anyhow::bail!("ALSA PCM {:?}: cannot open for capture: No such device", cfg.device);
+            }
+            Ok(Box::new(Scripted { steps: s.clone(), log: l.clone() }) as Box<dyn CapturePcm>)
+        });
+        let cfg =
+            AlsaConfig { period_frames: 4, reopen_backoff: Duration::from_millis(1), ..AlsaConfig::new("usb_mic") };
+        (AlsaSource::with_opener(cfg, opener).unwrap(), steps, log)
+    }
+
+    fn read(src: &mut AlsaSource) -> (AudioRead, Vec<f32>) {
+        let mut buf = vec![f32::NAN; 8];
+        let r = src.read(&mut buf).unwrap().unwrap();
+        buf.truncate(r.frames * 2);
+        (r, buf)
+    }
+
+    fn samples(from: i16, n: usize) -> Vec<f32> {
+        (0..n as i16).map(|i| (from + i) as f32 / 32_768.0).collect()
+    }
+
+    #[test]
+    fn overrun_is_prepared_and_counted_and_the_stream_goes_on() {
+        let (mut src, steps, log) =
+            scripted(vec![Step::Frames(4), Step::Fail(libc_errno::EPIPE), Step::Frames(3)], &[]);
+        let (r, x) = read(&mut src);
+        assert_eq!((r.frames, r.t, x), (4, 0.0, samples(0, 8)));
+        let (r, x) = read(&mut src);
+        assert_eq!((r.frames, r.t, x), (3, 4.0 / 48_000.0, samples(8, 6)));
+        assert_eq!((src.xruns, src.reopens, log.borrow().prepares, log.borrow().opens), (1, 0, 1, 1));
+        assert!(steps.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_vanished_device_is_reopened_with_backoff_and_the_clock_continues() {
+        // Unplugged during the second read; absent for two tries, back on the third.
+        let (mut src, steps, log) =
+            scripted(vec![Step::Frames(4), Step::Fail(libc_errno::ENODEV), Step::Frames(4)], &[1, 2]);
+        read(&mut src);
+        let t0 = std::time::Instant::now();
+        let (r, x) = read(&mut src);
+        // Waits of 1, 2 and 4 ms before the three tries.
+        assert!(t0.elapsed() >= Duration::from_millis(7), "{:?}", t0.elapsed());
+        assert_eq!((r.frames, r.t, x), (4, 4.0 / 48_000.0, samples(8, 8)));
+        assert_eq!((src.reopens, log.borrow().opens, src.xruns), (1, 4, 0));
+        assert!(steps.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_suspended_device_that_cannot_resume_is_reopened() {
+        let (mut src, _, log) = scripted(vec![Step::Fail(libc_errno::ESTRPIPE), Step::Frames(2)], &[]);
+        let (r, _) = read(&mut src);
+        assert_eq!((r.frames, src.reopens, log.borrow().opens), (2, 1, 2));
+    }
+
+    #[test]
+    fn an_unexpected_error_names_the_device() {
+        let (mut src, _, _) = scripted(vec![Step::Fail(22)], &[]);
+        let e = format!("{:#}", src.read(&mut [0.0; 8]).unwrap_err());
+        assert!(e.starts_with("ALSA PCM \"usb_mic\": read failed"), "{e}");
     }
 }

@@ -1,7 +1,7 @@
 //! ONNX export of [`InceptionV3`] (Vis-INC), field by field in torchvision's order.
 
 use super::graph::{Graph, Value};
-use super::layers::{avg_pool, concat, conv_bn, global_avg_pool, head, max_pool, max_pool2d};
+use super::layers::{avg_pool, concat, conv_bn, global_avg_pool, head, max_pool, max_pool2d, pool_branch};
 use crate::nets::inception_v3::{InceptionA, InceptionB, InceptionC, InceptionD, InceptionE, InceptionV3};
 use crate::nets::ConvBn;
 use anyhow::Result;
@@ -35,6 +35,12 @@ fn avg_pool_3x3(g: &mut Graph, name: &str, x: &str) -> Value {
     avg_pool(g, name, x, [3, 3], [1, 1], [1, 1, 1, 1], true)
 }
 
+/// `branch_pool(avg_pool_3x3(x))`, the pool after the 1x1 conv ([`pool_branch`]).
+fn pool_branch_3x3(g: &mut Graph, n: &str, x: &str, m: &ConvBn) -> Result<Value> {
+    let pool = |g: &mut Graph, name: &str, x: &str| Ok(avg_pool_3x3(g, name, x));
+    pool_branch(g, &format!("{n}.avg_pool"), &format!("{n}.branch_pool"), x, pool, m)
+}
+
 /// torchvision's `F.max_pool2d(x, 3, stride=2)`.
 fn max_pool_3x3_s2(g: &mut Graph, name: &str, x: &str) -> Value {
     max_pool(g, name, x, [3, 3], [2, 2], [0; 4])
@@ -52,8 +58,7 @@ fn inception_a(g: &mut Graph, n: &str, x: &str, m: &InceptionA) -> Result<Value>
     let b3 = cb(g, n, "branch3x3dbl_1", x, &m.branch3x3dbl_1)?;
     let b3 = cb(g, n, "branch3x3dbl_2", &b3, &m.branch3x3dbl_2)?;
     let b3 = cb(g, n, "branch3x3dbl_3", &b3, &m.branch3x3dbl_3)?;
-    let p = avg_pool_3x3(g, &format!("{n}.avg_pool"), x);
-    let bp = cb(g, n, "branch_pool", &p, &m.branch_pool)?;
+    let bp = pool_branch_3x3(g, n, x, &m.branch_pool)?;
     Ok(concat(g, &format!("{n}.cat"), &[&b1, &b5, &b3, &bp], 1))
 }
 
@@ -76,8 +81,7 @@ fn inception_c(g: &mut Graph, n: &str, x: &str, m: &InceptionC) -> Result<Value>
     let bd = cb(g, n, "branch7x7dbl_3", &bd, &m.branch7x7dbl_3)?;
     let bd = cb(g, n, "branch7x7dbl_4", &bd, &m.branch7x7dbl_4)?;
     let bd = cb(g, n, "branch7x7dbl_5", &bd, &m.branch7x7dbl_5)?;
-    let p = avg_pool_3x3(g, &format!("{n}.avg_pool"), x);
-    let bp = cb(g, n, "branch_pool", &p, &m.branch_pool)?;
+    let bp = pool_branch_3x3(g, n, x, &m.branch_pool)?;
     Ok(concat(g, &format!("{n}.cat"), &[&b1, &b7, &bd, &bp], 1))
 }
 
@@ -101,7 +105,6 @@ fn inception_e(g: &mut Graph, n: &str, x: &str, m: &InceptionE) -> Result<Value>
     let bd = cb(g, n, "branch3x3dbl_2", &bd, &m.branch3x3dbl_2)?;
     let bda = cb(g, n, "branch3x3dbl_3a", &bd, &m.branch3x3dbl_3a)?;
     let bdb = cb(g, n, "branch3x3dbl_3b", &bd, &m.branch3x3dbl_3b)?;
-    let p = avg_pool_3x3(g, &format!("{n}.avg_pool"), x);
-    let bp = cb(g, n, "branch_pool", &p, &m.branch_pool)?;
+    let bp = pool_branch_3x3(g, n, x, &m.branch_pool)?;
     Ok(concat(g, &format!("{n}.cat"), &[&b1, &b3a, &b3b, &bda, &bdb, &bp], 1))
 }

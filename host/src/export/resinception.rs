@@ -1,7 +1,9 @@
 //! ONNX export of [`ResInception`] (the audio network), field by field.
 
 use super::graph::{Graph, Value};
-use super::layers::{add, avg_pool2d, concat, conv_bn, global_avg_pool, head, max_pool2d, relu, standardise};
+use super::layers::{
+    add, avg_pool2d, concat, conv_bn, global_avg_pool, head, max_pool2d, pool_branch, relu, standardise,
+};
 use crate::nets::resinception::{ResInception, ResInceptionBlock, INPUT_NORM_EPS};
 use crate::nets::ConvBn;
 use anyhow::Result;
@@ -36,8 +38,8 @@ fn emit_block(g: &mut Graph, name: &str, x: &str, b: &ResInceptionBlock) -> Resu
     let b1 = conv_bn(g, &format!("{name}.branch1x1"), x, &b.branch1x1)?;
     let b3 = chain(g, &format!("{name}.branch3x3"), x, &b.branch3x3)?;
     let b5 = chain(g, &format!("{name}.branch5x5"), x, &b.branch5x5)?;
-    let p = avg_pool2d(g, &format!("{name}.avg_pool"), x, &b.avg_pool)?;
-    let bp = conv_bn(g, &format!("{name}.branch_pool"), &p, &b.branch_pool)?;
+    let pool = |g: &mut Graph, n: &str, x: &str| avg_pool2d(g, n, x, &b.avg_pool);
+    let bp = pool_branch(g, &format!("{name}.avg_pool"), &format!("{name}.branch_pool"), x, pool, &b.branch_pool)?;
     let cat = concat(g, &format!("{name}.cat"), &[&b1, &b3, &b5, &bp], 1);
     let shortcut = match &b.shortcut {
         Some(proj) => conv_bn(g, &format!("{name}.shortcut"), x, proj)?,

@@ -175,7 +175,14 @@ impl ConvBnConfig {
 
 impl ConvBn {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.bn.forward(self.conv.forward(x));
+        self.forward_with(x, |y| y)
+    }
+
+    /// `between` applied to the conv's output, before the BatchNorm. For a pointwise conv and a
+    /// per-channel linear `between` (an average pool) this is `forward(between(x))`: the conv
+    /// has no bias, so the two commute (see `export::layers::pool_branch`).
+    pub fn forward_with(&self, x: Tensor<4>, between: impl FnOnce(Tensor<4>) -> Tensor<4>) -> Tensor<4> {
+        let x = self.bn.forward(between(self.conv.forward(x)));
         if self.relu {
             burn::tensor::activation::relu(x)
         } else {

@@ -197,9 +197,11 @@ impl ResInceptionBlock {
             self.branch1x1.forward(x.clone()),
             chain(&self.branch3x3, x.clone()),
             chain(&self.branch5x5, x.clone()),
-            // `avg_pool` (3x3, stride 1, padding 1, padding counted) computed as a box filter;
-            // the module stays for its configuration (the exporter writes an AveragePool).
-            self.branch_pool.forward(super::box_avg3x3(x.clone())),
+            // `avg_pool` (3x3, stride 1, padding 1, padding counted) computed as a box filter
+            // on the pointwise conv's b outputs rather than its C_in inputs (they commute: the
+            // conv has no bias); the module stays for its configuration (the exporter writes
+            // an AveragePool, in the same order).
+            self.branch_pool.forward_with(x.clone(), super::box_avg3x3),
         ];
         let shortcut = match &self.shortcut {
             Some(proj) => proj.forward(x),
@@ -229,6 +231,26 @@ mod tests {
         assert!(close(v(ya.without_autodiff()), v(yb.without_autodiff())) < 1e-6);
         let (da, db) = (xa.grad(&ga).unwrap(), xb.grad(&gb).unwrap());
         assert!(close(v(da), v(db)) < 1e-6);
+    }
+
+    #[test]
+    fn pool_after_the_pointwise_conv_is_the_pool_branch() {
+        // On the autodiff device BatchNorm uses batch statistics, as in training.
+        let device = Device::flex().autodiff();
+        let block = ResInceptionBlock::new(6, 8, &device);
+        let x0 = Tensor::<4>::random([2, 6, 5, 7], Distribution::Normal(0.0, 1.0), &device);
+        let (xa, xb) = (x0.clone().require_grad(), x0.require_grad());
+        let reference = block.branch_pool.forward(block.avg_pool.forward(xa.clone()));
+        let commuted = block.branch_pool.forward_with(xb.clone(), crate::nets::box_avg3x3);
+        let weights = Tensor::<4>::random(reference.dims(), Distribution::Normal(0.0, 1.0), &device);
+        let ga = (reference.clone() * weights.clone()).sum().backward();
+        let gb = (commuted.clone() * weights).sum().backward();
+        let v = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+        let close = |a: Vec<f32>, b: Vec<f32>| a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let (ya, yb) = (v(reference.without_autodiff()), v(commuted.without_autodiff()));
+        assert!(ya.iter().any(|&y| y > 0.1), "the branch output is not all zero");
+        assert!(close(ya, yb) < 1e-5);
+        assert!(close(v(xa.grad(&ga).unwrap()), v(xb.grad(&gb).unwrap())) < 1e-5);
     }
 
     fn check(cfg: ResInceptionConfig) -> usize {
