@@ -19,7 +19,7 @@ pub use preset::{FeatureKind, FeaturePreset, FramePreset, Normalisation};
 
 use anyhow::Context;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Write a file atomically: a uniquely named temporary file in the same folder, fsync,
 /// then rename over `path`. A killed process never leaves a half-written `path`.
@@ -41,19 +41,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// The project's reference material (golden vectors, media fixtures), for tests and
 /// benches: `$AVSC_SHARED_DIR` if set, else `shared/` beside the repository clone.
-pub fn reference_dir() -> std::path::PathBuf {
+pub fn reference_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("AVSC_SHARED_DIR") {
         return d.into();
     }
-    // The crate's own folder at build time; when that checkout has moved (a target dir shared
-    // between clones reuses the build), the running crate's folder, which cargo sets for
-    // `cargo test` / `cargo run`. Every workspace crate sits one level below the root.
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
+    // Every workspace crate sits one level below the root.
+    in_checkout("../../shared")
+}
+
+/// avsc-shared's own test data (`shared/tests/data`), for its tests.
+#[doc(hidden)]
+pub fn test_data_dir() -> PathBuf {
+    in_checkout("tests/data")
+}
+
+/// `rel` under this crate's folder at build time; when that checkout has moved (a target dir
+/// shared between clones reuses the build), under the running crate's folder, which cargo
+/// sets for `cargo test` / `cargo run`.
+fn in_checkout(rel: &str) -> PathBuf {
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
     if built.exists() {
         return built;
     }
     match std::env::var_os("CARGO_MANIFEST_DIR") {
-        Some(d) if Path::new(&d).join("../../shared").exists() => Path::new(&d).join("../../shared"),
+        Some(d) if Path::new(&d).join(rel).exists() => Path::new(&d).join(rel),
         _ => built,
     }
 }

@@ -23,7 +23,7 @@ fn clips() -> Vec<PathBuf> {
 }
 
 fn reference() -> serde_json::Value {
-    let p = crate_dir().join("tests/data/decode_reference.json");
+    let p = avsc_shared::test_data_dir().join("decode_reference.json");
     serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
 }
 
@@ -350,10 +350,4 @@ fn decode_speed() {
             ta.as_secs_f64() * 1e3
         );
     }
-}
-
-/// This crate's folder: cargo's runtime `CARGO_MANIFEST_DIR` (a test binary reused from a
-/// target dir shared between clones keeps the compile-time path of the clone that built it).
-fn crate_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
 }

@@ -62,7 +62,7 @@ fn synthetic(w: usize, h: usize) -> RgbImage {
 }
 
 fn data_dir() -> PathBuf {
-    crate_dir().join("tests/data")
+    avsc_shared::test_data_dir()
 }
 
 #[test]
@@ -212,10 +212,4 @@ fn resizing_to_the_current_size_is_the_identity() {
     // Also for sizes the synthetic references use.
     let odd = resize_rgb(&synthetic(97, 41), 53);
     assert_eq!(resize_rgb(&odd, 53).data, odd.data);
-}
-
-/// This crate's folder: cargo's runtime `CARGO_MANIFEST_DIR` (a test binary reused from a
-/// target dir shared between clones keeps the compile-time path of the clone that built it).
-fn crate_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
 }

@@ -113,11 +113,16 @@ pub fn conv2d(g: &mut Graph, name: &str, x: &str, m: &Conv2d) -> Result<Value> {
     Ok(conv(g, name, x, &ConvWeights::from_conv(m)?))
 }
 
-/// [`ConvBn`]: conv with the BatchNorm folded in, then ReLU if the block has one.
-pub fn conv_bn(g: &mut Graph, name: &str, x: &str, m: &ConvBn) -> Result<Value> {
+/// A [`ConvBn`]'s conv with its BatchNorm folded in.
+fn folded(m: &ConvBn) -> Result<ConvWeights> {
     let mut cw = ConvWeights::from_conv(&m.conv)?;
     cw.fold_bn(&m.bn);
-    let y = conv(g, &format!("{name}.conv"), x, &cw);
+    Ok(cw)
+}
+
+/// [`ConvBn`]: conv with the BatchNorm folded in, then ReLU if the block has one.
+pub fn conv_bn(g: &mut Graph, name: &str, x: &str, m: &ConvBn) -> Result<Value> {
+    let y = conv(g, &format!("{name}.conv"), x, &folded(m)?);
     Ok(if m.relu { relu(g, &format!("{name}.relu"), &y) } else { y })
 }
 
@@ -138,19 +143,17 @@ pub fn pool_branch(
     pool: impl FnOnce(&mut Graph, &str, &str) -> Result<Value>,
     m: &ConvBn,
 ) -> Result<Value> {
-    let mut cw = ConvWeights::from_conv(&m.conv)?;
-    cw.fold_bn(&m.bn);
+    let mut cw = folded(m)?;
     let pointwise = cw.dims[2..] == [1, 1] && cw.stride == [1, 1] && cw.pads == [0; 4] && cw.groups == 1;
-    let y = if pointwise {
-        let bias = std::mem::replace(&mut cw.b, vec![0.0; cw.dims[0]]);
-        let y = conv(g, &format!("{name}.conv"), x, &cw);
-        let p = pool(g, pool_name, &y)?;
-        let b = g.init_f32(&format!("{name}.bias"), &[cw.dims[0], 1, 1], &bias);
-        g.node("Add", &format!("{name}.biased"), &[&p, &b], vec![])
-    } else {
+    if !pointwise {
         let p = pool(g, pool_name, x)?;
-        conv(g, &format!("{name}.conv"), &p, &cw)
-    };
+        return conv_bn(g, name, &p, m);
+    }
+    let bias = std::mem::replace(&mut cw.b, vec![0.0; cw.dims[0]]);
+    let y = conv(g, &format!("{name}.conv"), x, &cw);
+    let p = pool(g, pool_name, &y)?;
+    let b = g.init_f32(&format!("{name}.bias"), &[cw.dims[0], 1, 1], &bias);
+    let y = g.node("Add", &format!("{name}.biased"), &[&p, &b], vec![]);
     Ok(if m.relu { relu(g, &format!("{name}.relu"), &y) } else { y })
 }
 
