@@ -182,7 +182,7 @@ pub fn run_loop(
     let width = engine.visual_width().max(1);
     let mut ring = EmbeddingRing::new(cap, width);
     let mut frame_ms = EmbeddingRing::new(cap, 1);
-    let mut emb = vec![0.0f32; width];
+    let mut pending = PendingFrames::new(&frames);
     let mut buf = vec![0.0f32; ((opts.chunk_s * rate as f64).ceil() as usize).max(1) * ch];
     let mut em = Emitter { source, out, clip, max_windows: opts.max_windows, written: 0, failure: None };
     let mut thinner = opts.visual_fps.filter(|&f| f < fps).map(FrameThinner::new);
@@ -190,11 +190,21 @@ pub fn run_loop(
     while !stop.load(Ordering::Relaxed) && !em.done() {
         let Some(r) = audio.read(&mut buf)? else { break };
         let t_end = r.t + r.frames as f64 / rate as f64;
-        drain_frames(engine, &mut frames, t_end, &mut ring, &mut frame_ms, &mut emb, thinner.as_mut())?;
+        let closes = windower.closes_within(r.frames);
+        drain_frames(engine, &mut frames, t_end, closes, &mut pending, &mut ring, &mut frame_ms, thinner.as_mut())?;
         windower.push(r.t, &buf[..r.frames * ch], |w| em.window(engine, w, &mut ring, &mut frame_ms));
     }
     if !stop.load(Ordering::Relaxed) && !em.done() {
-        drain_frames(engine, &mut frames, f64::INFINITY, &mut ring, &mut frame_ms, &mut emb, thinner.as_mut())?;
+        drain_frames(
+            engine,
+            &mut frames,
+            f64::INFINITY,
+            true,
+            &mut pending,
+            &mut ring,
+            &mut frame_ms,
+            thinner.as_mut(),
+        )?;
         windower.flush_partial(opts.min_fraction, |w| em.window(engine, w, &mut ring, &mut frame_ms));
         if windower.windows_emitted() == 0 {
             anyhow::bail!(
@@ -210,34 +220,67 @@ pub fn run_loop(
     }
 }
 
+/// Frames taken from the feed and not yet embedded. Frames from files are embedded in
+/// batches of one per core (`Engine::embed_frames` spreads their networks over the cores);
+/// a camera's at once, so that none waits for the next.
+struct PendingFrames {
+    frames: Vec<Frame>,
+    batch: usize,
+    out: Vec<f32>,
+    ms: Vec<f64>,
+}
+
+impl PendingFrames {
+    fn new(feed: &FrameFeed) -> PendingFrames {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let batch = if matches!(feed, FrameFeed::Pull { .. }) { cores } else { 1 };
+        PendingFrames { frames: Vec::with_capacity(batch), batch, out: Vec::new(), ms: Vec::new() }
+    }
+}
+
+/// Take the frames before stream time `t` and embed them once a batch is full, or all of
+/// them when `flush` (a window is about to close, or the stream ended).
+#[allow(clippy::too_many_arguments)]
 fn drain_frames(
     engine: &mut Engine,
     frames: &mut FrameFeed,
     t: f64,
+    flush: bool,
+    pending: &mut PendingFrames,
     ring: &mut EmbeddingRing,
     frame_ms: &mut EmbeddingRing,
-    emb: &mut [f32],
     mut thinner: Option<&mut FrameThinner>,
 ) -> Result<()> {
     if !engine.has_visual() {
         return frames.drain_until(t, |_| Ok(()));
     }
     frames.drain_until(t, |fr| {
-        if thinner.as_mut().is_some_and(|th| !th.keep(fr.t)) {
-            return Ok(());
+        if thinner.as_mut().is_none_or(|th| th.keep(fr.t)) {
+            pending.frames.push(fr);
         }
-        let t0 = Instant::now();
-        match engine.embed_frame(&fr.image, emb) {
+        Ok(())
+    })?;
+    if pending.frames.is_empty() || (pending.frames.len() < pending.batch && !flush) {
+        return Ok(());
+    }
+    let (n, w) = (pending.frames.len(), engine.visual_width());
+    pending.out.resize(n * w, 0.0);
+    pending.ms.resize(n, 0.0);
+    let images: Vec<_> = pending.frames.iter().map(|f| &f.image).collect();
+    let results = engine.embed_frames(&images, &mut pending.out, &mut pending.ms);
+    for (((fr, r), emb), ms) in pending.frames.iter().zip(results).zip(pending.out.chunks(w)).zip(&pending.ms) {
+        match r {
             Ok(()) => {
                 ring.push(fr.t, emb);
-                frame_ms.push(fr.t, &[(t0.elapsed().as_secs_f64() * 1e3) as f32]);
+                frame_ms.push(fr.t, &[*ms as f32]);
             }
             // One bad frame (odd size, decoder glitch) is skipped: the window still has
             // its other frames, or falls back to audio-only.
             Err(e) => tracing::warn!("frame at {:.2} s skipped: {e:#}", fr.t),
         }
-        Ok(())
-    })
+    }
+    pending.frames.clear();
+    Ok(())
 }
 
 /// Run a camera in its own thread: `open` runs there (a V4L2 stream stays on the thread

@@ -122,6 +122,11 @@ impl Windower {
         }
     }
 
+    /// Whether pushing `frames` more frames closes a window.
+    pub fn closes_within(&self, frames: usize) -> bool {
+        self.total + frames as u64 >= self.next_end
+    }
+
     pub fn windows_emitted(&self) -> u64 {
         self.emitted
     }

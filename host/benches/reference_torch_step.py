@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """The reference for `cargo bench -p avsc-host --bench train_step`: one training step of the
-tiny residual-inception audio CNN (host/src/nets/resinception.rs, same layers, widths and
-BatchNorm eps) in PyTorch on the CPU, one thread, batch 32, input 6x128x305: forward,
+residual-inception audio CNN (host/src/nets/resinception.rs, same layers, widths and
+BatchNorm eps) in PyTorch, batch 32, input 6x128x305: forward,
 KL(mixed labels || softmax) + 1e-4/2 * ||theta||^2, backward, Adam. Median of N steps after a
-warm-up.
+warm-up. By default the tiny network on the CPU with one thread; `--size paper` takes the
+paper's widths, `--device cuda` a GPU (each step then ends with a synchronize).
 
     pip install torch numpy
-    python3 host/benches/reference_torch_step.py [--runs 20] [--threads 1]
+    python3 host/benches/reference_torch_step.py [--runs 20] [--threads 1] [--size tiny|paper] [--device cpu|cuda]
 """
 import argparse
 import os
@@ -83,14 +84,20 @@ def main():
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--size", choices=("tiny", "paper"), default="tiny")
+    ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    net = ResInception()
+    dev = torch.device(a.device)
+    # ResInceptionConfig::tiny() / ::paper().
+    sizes = {"tiny": (4, (16, 32, 64, 128)), "paper": (32, (128, 256, 512, 1024))}
+    stem, widths = sizes[a.size]
+    net = ResInception(stem, widths).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
     n_params = sum(p.numel() for p in net.parameters())
-    x = torch.randn(a.batch, 6, 128, 305)
-    y = F.softmax(torch.randn(a.batch, 10), 1)
+    x = torch.randn(a.batch, 6, 128, 305, device=dev)
+    y = F.softmax(torch.randn(a.batch, 10, device=dev), 1)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -99,6 +106,8 @@ def main():
         l2 = sum((p * p).sum() for p in net.parameters())
         (kl + 0.5e-4 * l2).backward()
         opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
 
     for _ in range(3):
         step()
@@ -107,8 +116,9 @@ def main():
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)
-    print(f"torch {torch.__version__}, {a.threads} thread(s), {n_params} parameters, batch {a.batch}")
-    print(f"tiny ResInception train step: median {1e3 * statistics.median(times):.1f} ms "
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu, {a.threads} thread(s)"
+    print(f"torch {torch.__version__}, {where}, {n_params} parameters, batch {a.batch}")
+    print(f"{a.size} ResInception train step: median {1e3 * statistics.median(times):.1f} ms "
           f"(min {1e3 * min(times):.1f}, max {1e3 * max(times):.1f}, {a.runs} runs)")
 
 
