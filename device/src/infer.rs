@@ -535,7 +535,8 @@ fn run_parallel(nets: &[Backbone], inputs: &[Vec<f32>], out: &mut [f32]) -> Resu
     run_jobs(nets, jobs, nets.len()).into_iter().try_for_each(|(_, r, _)| r)
 }
 
-fn cores() -> usize {
+/// The cores this process may use (2 if unknown).
+pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 

@@ -232,8 +232,7 @@ struct PendingFrames {
 
 impl PendingFrames {
     fn new(feed: &FrameFeed) -> PendingFrames {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let batch = if matches!(feed, FrameFeed::Pull { .. }) { cores } else { 1 };
+        let batch = if matches!(feed, FrameFeed::Pull { .. }) { crate::infer::cores() } else { 1 };
         PendingFrames { frames: Vec::with_capacity(batch), batch, out: Vec::new(), ms: Vec::new() }
     }
 }
