@@ -13,7 +13,7 @@ use anyhow::{bail, ensure, Context, Result};
 use avsc_shared::bundle::{Bundle, Dim, EmbeddingKind, FileEntry, Precision, Role, TensorSpec};
 use avsc_shared::dsp::resample::Resampler;
 use avsc_shared::dsp::FeatureExtractor;
-use avsc_shared::image::{FrameResizer, RgbImage};
+use avsc_shared::image::{normalise, FrameResizer, RgbImage};
 use avsc_shared::{Array3, FeatureKind, FeaturePreset, FramePreset, Normalisation, NUM_CLASSES};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -331,26 +331,25 @@ impl Engine {
     /// first: with InceptionV3 and ConvNeXt (about twice its cost) on two cores, two frames
     /// take about three InceptionV3 times instead of four. Each frame gets its own result.
     pub fn embed_frames(&mut self, imgs: &[&RgbImage], out: &mut [f32], ms: &mut [f64]) -> Vec<Result<()>> {
-        let frames = self.bundle.manifest.frame_preset.clone();
+        let size = self.bundle.manifest.frame_preset.size;
         let w = self.visual_width();
         assert!(out.len() == imgs.len() * w && ms.len() == imgs.len(), "embed_frames: output sizes");
+        // Each frame resized once (the networks share the input size), then normalised per
+        // network.
+        let mut resized = RgbImage::new(size, size);
         let inputs: Vec<Vec<Vec<f32>>> = imgs
             .iter()
             .map(|img| {
+                self.resizer.resize_into(img, &mut resized);
                 self.visual
                     .iter()
-                    .map(|b| self.resizer.preprocess(img, &frames, b.normalisation.as_ref().expect("checked at load")))
+                    .map(|b| normalise(&resized, b.normalisation.as_ref().expect("checked at load")))
                     .collect()
             })
             .collect();
         let mut jobs = Vec::with_capacity(imgs.len() * self.visual.len());
         for (f, (row, xs)) in out.chunks_mut(w).zip(&inputs).enumerate() {
-            let mut rest = row;
-            for (k, (b, x)) in self.visual.iter().zip(xs).enumerate() {
-                let (slot, tail) = rest.split_at_mut(b.width());
-                rest = tail;
-                jobs.push(Job { tag: f, net: k, input: x, out: slot });
-            }
+            push_jobs(&mut jobs, &self.visual, xs, row, |_| f);
         }
         let mut results: Vec<Result<()>> = imgs.iter().map(|_| Ok(())).collect();
         ms.iter_mut().for_each(|m| *m = 0.0);
@@ -526,12 +525,7 @@ impl Engine {
 /// bundle, this 2-core VM: 354-460 ms against 455-484 ms).
 fn run_parallel(nets: &[Backbone], inputs: &[Vec<f32>], out: &mut [f32]) -> Result<()> {
     let mut jobs = Vec::with_capacity(nets.len());
-    let mut rest = out;
-    for (k, (b, x)) in nets.iter().zip(inputs).enumerate() {
-        let (slot, tail) = rest.split_at_mut(b.width());
-        rest = tail;
-        jobs.push(Job { tag: k, net: k, input: x, out: slot });
-    }
+    push_jobs(&mut jobs, nets, inputs, out, |k| k);
     run_jobs(nets, jobs, nets.len()).into_iter().try_for_each(|(_, r, _)| r)
 }
 
@@ -546,6 +540,23 @@ struct Job<'a> {
     net: usize,
     input: &'a [f32],
     out: &'a mut [f32],
+}
+
+/// One job per network of `nets` on its input, their embeddings side by side into `out`;
+/// `tag(k)` names network k's job.
+fn push_jobs<'a>(
+    jobs: &mut Vec<Job<'a>>,
+    nets: &[Backbone],
+    inputs: &'a [Vec<f32>],
+    out: &'a mut [f32],
+    tag: impl Fn(usize) -> usize,
+) {
+    let mut rest = out;
+    for (k, (b, x)) in nets.iter().zip(inputs).enumerate() {
+        let (slot, tail) = rest.split_at_mut(b.width());
+        rest = tail;
+        jobs.push(Job { tag: tag(k), net: k, input: x, out: slot });
+    }
 }
 
 /// Run the jobs on `workers` threads (tract runs a plan on one core), taking them costliest
