@@ -10,13 +10,16 @@
 //! python3 host/benches/reference_torch_step.py --threads 1
 //! ```
 //!
-//! `AVSC_BENCH_DEVICE=gpu` (with `--features gpu`) runs it on burn's `wgpu` backend, and
-//! `AVSC_BENCH_SIZE=paper` takes the paper-size network (about 12 M parameters):
+//! `AVSC_BENCH_DEVICE=cuda|wgpu` (with `--features cuda` / `wgpu`, host/gpu/README.md) runs it
+//! on a GPU, and `AVSC_BENCH_SIZE=paper` takes the paper-size network (about 12 M parameters):
 //!
 //! ```sh
-//! AVSC_BENCH_DEVICE=gpu AVSC_BENCH_SIZE=paper cargo bench -p avsc-host --features gpu --bench train_step
+//! AVSC_BENCH_DEVICE=cuda AVSC_BENCH_SIZE=paper cargo bench -p avsc-host --features cuda --bench train_step
 //! python3 host/benches/reference_torch_step.py --device cuda --size paper
 //! ```
+//!
+//! `avsc-host bench` times the same step for all three architectures from the release binary
+//! (host/gpu/bench.sh runs it on a GPU machine).
 //!
 //! Each timed step ends with a device sync, so a GPU step is timed to its end.
 

@@ -93,18 +93,25 @@ struct TrainOpts {
     /// Continue from OUT/checkpoint after the last finished epoch.
     #[arg(long)]
     resume: bool,
-    /// cpu (burn flex) or gpu (burn wgpu: Vulkan; needs a build with `--features gpu`).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    dev: DeviceArg,
     /// Take every hyper-parameter from a run's config.toml (written into each OUT) instead of
     /// the flags above.
     #[arg(long, conflicts_with_all = ["split", "epochs", "batch_size", "lr", "l2", "mixup_alpha", "val_fraction", "seed"])]
     config: Option<PathBuf>,
 }
 
+/// Where the networks run.
+#[derive(clap::Args)]
+struct DeviceArg {
+    /// cpu (burn flex), wgpu (Vulkan) or cuda; the GPU ones need a build with their feature.
+    #[arg(long, default_value = "cpu")]
+    device: train::ComputeDevice,
+}
+
 impl TrainOpts {
     fn config(&self, default_lr: f64) -> Result<TrainConfig> {
-        let device: train::ComputeDevice = self.device.parse()?;
+        let device = self.dev.device;
         device.open()?; // fail before any work when the device is unusable
         if let Some(path) = &self.config {
             let file = train::engine::RunFile::read(path)?;
@@ -185,8 +192,9 @@ enum Cmd {
         /// Initial weights: burn record (.bpk) or torchvision checkpoint.
         #[arg(long)]
         weights: Option<PathBuf>,
-        /// Random frames per training clip and epoch.
-        #[arg(long, default_value_t = 2)]
+        /// Random frames per training clip and epoch (0: all of them, as the paper trains;
+        /// a small number makes quick runs).
+        #[arg(long, default_value_t = 0)]
         frames_per_clip: usize,
         /// Evenly spaced frames per validation clip (0: every frame).
         #[arg(long, default_value_t = 0)]
@@ -258,6 +266,8 @@ enum Cmd {
         batch_size: usize,
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        dev: DeviceArg,
     },
     /// Phase II: train one fusion head (f1..f6 + FC(10) + softmax) on frozen embeddings.
     ///
@@ -284,6 +294,8 @@ enum Cmd {
         resume: bool,
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        dev: DeviceArg,
     },
     /// Evaluate trained fusion heads as DCASE scores them.
     ///
@@ -299,6 +311,8 @@ enum Cmd {
         split: String,
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        dev: DeviceArg,
     },
     /// Table I: train and evaluate f1..f6 (and the audio-only / visual-only f4 heads).
     ///
@@ -317,8 +331,10 @@ enum Cmd {
         seed: u64,
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        dev: DeviceArg,
     },
-    /// The whole system in one command, from nothing, on the CPU (about 10 minutes on 2 cores).
+    /// The whole system in one command, from nothing (about 10 minutes on 2 CPU cores).
     ///
     /// Synthesises a stand-in dataset, prepares it, trains the five Phase-I networks (tiny
     /// preset) and the Phase-II heads, evaluates them on a held-out set, and writes
@@ -336,6 +352,8 @@ enum Cmd {
         visual_epochs: usize,
         #[arg(long, default_value_t = 30)]
         fusion_epochs: usize,
+        #[command(flatten)]
+        dev: DeviceArg,
     },
     /// Export the trained networks as a model bundle for avsc-device (ONNX + manifest.json).
     ///
@@ -345,43 +363,12 @@ enum Cmd {
     /// shapes, precision and sha256. Each file is checked by loading it in tract. int8 needs
     /// --cache (calibration clips); the feature and frame presets come from the cache too.
     /// Format: models/README.md.
-    Export {
-        /// Folder with the five Phase-I run folders.
-        #[arg(long)]
-        runs: PathBuf,
-        /// Folder with the Phase-II head run folders (table1's OUT/heads).
-        #[arg(long)]
-        heads: PathBuf,
-        /// Network widths the runs were trained with.
-        #[arg(long, default_value = "paper")]
-        size: String,
-        /// Fusion layer of the audio-visual head (f1..f6).
-        #[arg(long, default_value = "f4")]
-        fusion: String,
-        /// f32, int8 or both (one folder, one manifest).
-        #[arg(long, default_value = "f32")]
-        precision: String,
-        /// Feature cache the networks were trained on: presets for the manifest, int8 calibration.
-        #[arg(long)]
-        cache: Option<PathBuf>,
-        /// Feature preset written into the manifest when no --cache is given.
-        #[arg(long, value_enum, default_value = "paper")]
-        preset: Preset,
-        /// Calibration clips for int8 (evenly spaced over the cache).
-        #[arg(long, default_value_t = 64)]
-        calibration_clips: usize,
-        /// Calibrate on this split of the cache only (e.g. fold1_train; default: every clip).
-        #[arg(long)]
-        calibration_split: Option<String>,
-        /// int8 weight scales: per-channel (ConvInteger + float rescale: keeps f32's top-1),
-        /// per-tensor (QLinearConv: up to 1.5x faster in tract, near-ties may flip), or auto
-        /// (per-channel where BatchNorm was folded, per-tensor for ConvNeXt).
-        #[arg(long, default_value = "auto")]
-        weight_scales: String,
-        /// Bundle folder (created if needed).
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Export(avsc_host::export::cli::ExportCli),
+    /// Time a training step or an inference pass of a Phase-I network on a device.
+    ///
+    /// One JSON line on stdout, a readable line on stderr; the PyTorch reference is
+    /// host/benches/reference_torch_step.py. host/gpu/bench.sh runs every case on a GPU.
+    Bench(avsc_host::bench::BenchArgs),
     /// Compute one spectrogram of a WAV file and write it as a NumPy .npy (float32).
     ///
     /// Output shape (2, 128, T) in dB (channel, frequency bin with 0 lowest, frame), or with
@@ -458,7 +445,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut cfg = opts.config(if weights.is_some() { 1e-4 } else { 1e-3 })?;
             match &opts.config {
                 None => (cfg.frames_per_clip, cfg.eval_frames) = (frames_per_clip, eval_frames),
-                Some(c) if (frames_per_clip, eval_frames) != (2, 0) => {
+                Some(c) if (frames_per_clip, eval_frames) != (0, 0) => {
                     anyhow::bail!(
                         "{}: --config carries the frame counts; drop --frames-per-clip / --eval-frames",
                         c.display()
@@ -490,7 +477,7 @@ fn run(cli: Cli) -> Result<()> {
             pb.finish();
             eprintln!("synth: {n} clips in {}", out.display());
         }
-        Cmd::Embed { cache, runs, size, frames, batch_size, out } => {
+        Cmd::Embed { cache, runs, size, frames, batch_size, out, dev } => {
             let set = avsc_host::embed::run(&avsc_host::embed::EmbedArgs {
                 cache,
                 runs,
@@ -498,76 +485,46 @@ fn run(cli: Cli) -> Result<()> {
                 frames,
                 batch: batch_size,
                 out: out.clone(),
+                device: dev.device,
             })?;
             eprintln!("embed: {} clips x 5 backbones into {}", set.len(), out.display());
         }
-        Cmd::TrainFusion { embeddings, fusion, modalities, split, epochs, seed, resume, out } => {
+        Cmd::TrainFusion { embeddings, fusion, modalities, split, epochs, seed, resume, out, dev } => {
             let set = EmbeddingSet::read(&embeddings)?;
             let spec = FusionSpec::new(FusionKind::parse(&fusion)?, parse_modalities(&modalities)?)?;
-            let cfg = TrainConfig { resume, ..pipeline::fusion_config(&split, seed, epochs) };
+            let cfg = TrainConfig { resume, device: dev.device, ..pipeline::fusion_config(&split, seed, epochs) };
             let s = avsc_host::fusion::train(&set, spec, &cfg, &out)?;
             report_training("train-fusion", &s);
         }
-        Cmd::Evaluate { embeddings, heads, split, out } => {
+        Cmd::Evaluate { embeddings, heads, split, out, dev } => {
             let set = EmbeddingSet::read(&embeddings)?;
-            let (results, written) = avsc_host::evaluate::run(&set, &heads, &split, &out)?;
+            let (results, written) = avsc_host::evaluate::run(&set, &heads, &split, &out, dev.device)?;
             let cols: Vec<(String, &avsc_host::evaluate::Scores)> =
                 results.iter().map(|e| (format!("{} {}", e.spec.modalities.name(), e.spec.kind), &e.scores)).collect();
             println!("{}", avsc_host::evaluate::markdown_table(&cols));
             eprintln!("evaluate: {} and {} plots in {}", written.metrics.display(), written.pngs.len(), out.display());
         }
-        Cmd::Table1 { embeddings, train_split, test_split, epochs, seed, out } => {
+        Cmd::Table1 { embeddings, train_split, test_split, epochs, seed, out, dev } => {
             let set = EmbeddingSet::read(&embeddings)?;
-            let t = pipeline::table1(&set, &train_split, &test_split, epochs, seed, &out)?;
+            let t = pipeline::table1(&set, &train_split, &test_split, epochs, seed, &out, dev.device)?;
             println!("## Table I (accuracy %, per fusion)\n\n{}", t.table1);
             println!("## Audio only / visual only / audio-visual (f4)\n\n{}", t.modalities);
             eprintln!("table1: {}", out.join("table1.md").display());
         }
-        Cmd::Demo { out, clips_per_class, audio_epochs, visual_epochs, fusion_epochs } => {
+        Cmd::Demo { out, clips_per_class, audio_epochs, visual_epochs, fusion_epochs, dev } => {
             let cfg = pipeline::DemoConfig {
                 train_clips_per_class: clips_per_class,
                 eval_clips_per_class: clips_per_class.div_ceil(2),
                 audio_epochs,
                 visual_epochs,
                 fusion_epochs,
+                device: dev.device,
                 ..pipeline::DemoConfig::new(out)
             };
             pipeline::demo(&cfg)?;
         }
-        Cmd::Export {
-            runs,
-            heads,
-            size,
-            fusion,
-            precision,
-            cache,
-            preset,
-            calibration_clips,
-            calibration_split,
-            weight_scales,
-            out,
-        } => {
-            let (feature_preset, frame_preset) = avsc_host::export::presets(cache.as_deref(), preset_by(preset)?)?;
-            let args = avsc_host::export::ExportArgs {
-                runs,
-                heads,
-                fusion: FusionKind::parse(&fusion)?,
-                size: size.parse()?,
-                precisions: avsc_host::export::parse_precision(&precision)?,
-                feature_preset,
-                frame_preset,
-                cache,
-                calibration_clips,
-                calibration_split,
-                weight_scales: weight_scales.parse()?,
-                out,
-            };
-            let r = avsc_host::export::export_bundle(&args)?;
-            for (name, bytes) in &r.files {
-                println!("{}\t{bytes}", r.dir.join(name).display());
-            }
-            eprintln!("export: bundle in {}", r.dir.display());
-        }
+        Cmd::Export(args) => args.run()?,
+        Cmd::Bench(args) => avsc_host::bench::main(&args)?,
         Cmd::Features { input, kind, preset, deltas, out } => {
             let preset = preset_by(preset)?;
             let shape = avsc_host::features::run(&input, kind.into(), &preset, deltas, &out)?;

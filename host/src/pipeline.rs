@@ -2,6 +2,7 @@
 //! one-command demo (synthetic data → prepare → Phase I → embeddings → Phase II → evaluation
 //! → bundle → report.json).
 
+use crate::compute::ComputeDevice;
 use crate::embed::{self, EmbedArgs, EmbeddingSet};
 use crate::evaluate::{self, Evaluated, Scores};
 use crate::fusion::{self, FusionKind, FusionSpec, Modalities};
@@ -72,12 +73,13 @@ pub fn table1(
     epochs: usize,
     seed: u64,
     out: &Path,
+    device: ComputeDevice,
 ) -> Result<Table1> {
     let heads_root = out.join("heads");
     let mut dirs = Vec::new();
     for spec in table1_specs() {
         let dir = head_dir(&heads_root, &spec);
-        let cfg = fusion_config(train_split, seed, epochs);
+        let cfg = TrainConfig { device, ..fusion_config(train_split, seed, epochs) };
         let s: TrainSummary = fusion::train(set, spec, &cfg, &dir)?;
         eprintln!(
             "{} {}: validation accuracy {:.3} (best epoch {})",
@@ -88,7 +90,7 @@ pub fn table1(
         );
         dirs.push(dir);
     }
-    let (results, written) = evaluate::run(set, &dirs, test_split, &out.join("eval"))?;
+    let (results, written) = evaluate::run(set, &dirs, test_split, &out.join("eval"), device)?;
     let pick = |m: Modalities| -> Vec<(String, &Scores)> {
         results.iter().filter(|e| e.spec.modalities == m).map(|e| (e.spec.kind.to_string(), &e.scores)).collect()
     };
@@ -120,6 +122,8 @@ pub struct DemoConfig {
     pub frames: usize,
     pub seed: u64,
     pub jobs: usize,
+    /// Where the networks train and embed.
+    pub device: ComputeDevice,
 }
 
 impl DemoConfig {
@@ -134,6 +138,7 @@ impl DemoConfig {
             frames: 6,
             seed: 0,
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            device: ComputeDevice::Cpu,
         }
     }
 }
@@ -210,7 +215,7 @@ pub fn demo(cfg: &DemoConfig) -> Result<Report> {
         eprintln!("prepare {split}: {} prepared, {} cached ({:.1} s)", r.prepared, r.skipped, r.seconds);
     }
 
-    stage(t0, "3/7 Phase I: five backbones (tiny preset, CPU)");
+    stage(t0, &format!("3/7 Phase I: five backbones (tiny preset, {})", cfg.device));
     let runs = out.join("runs");
     let mut phase1 = std::collections::BTreeMap::new();
     for role in Role::BACKBONES {
@@ -226,6 +231,7 @@ pub fn demo(cfg: &DemoConfig) -> Result<Report> {
                 seed: cfg.seed,
                 split: train_split.into(),
                 resume: true,
+                device: cfg.device,
                 ..TrainConfig::default()
             };
             train::train_audio(&cache, kind, SizePreset::Tiny, &c, &run_dir)?
@@ -242,6 +248,7 @@ pub fn demo(cfg: &DemoConfig) -> Result<Report> {
                 frames_per_clip: 2,
                 eval_frames: cfg.frames,
                 resume: true,
+                device: cfg.device,
                 ..TrainConfig::default()
             };
             train::train_visual(&cache, backbone, SizePreset::Tiny, None, &c, &run_dir)?
@@ -258,10 +265,11 @@ pub fn demo(cfg: &DemoConfig) -> Result<Report> {
         frames: cfg.frames,
         batch: 32,
         out: emb_dir,
+        device: cfg.device,
     })?;
 
     stage(t0, "5/7 Phase II: fusion heads f1..f6, audio-only and visual-only f4; 6/7 evaluation");
-    let t = table1(&set, train_split, test_split, cfg.fusion_epochs, cfg.seed, out)?;
+    let t = table1(&set, train_split, test_split, cfg.fusion_epochs, cfg.seed, out, cfg.device)?;
 
     stage(t0, "7/7 export the bundle");
     let bundle = export_bundle(out, &runs, &out.join("heads"), train_split)?;

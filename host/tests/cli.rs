@@ -121,12 +121,15 @@ fn training_device_and_config_errors_are_one_line() {
         args.extend_from_slice(extra);
         host(&args)
     };
-    if cfg!(not(feature = "gpu")) {
-        let o = train(&["--device", "gpu"]);
+    for (device, built) in [("cuda", cfg!(feature = "cuda")), ("wgpu", cfg!(feature = "wgpu"))] {
+        if built {
+            continue;
+        }
+        let o = train(&["--device", device]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success());
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-        assert!(err.contains("--features gpu"), "{err}");
+        assert!(err.contains(&format!("--device {device}")) && err.contains(&format!("--features {device}")), "{err}");
     }
     let bad = write(dir.path(), "config.toml", b"[train]\nepochs = \"many\"\n");
     let o = train(&["--config", s(&bad)]);

@@ -14,6 +14,7 @@
 //! `avsc-host demo` and `table1` write.
 
 use crate::cache::{Cache, CacheItem};
+use crate::compute::ComputeDevice;
 use crate::nets::convnext_tiny::ConvNextTinyConfig;
 use crate::nets::inception_v3::InceptionV3Config;
 use crate::nets::resinception::ResInceptionConfig;
@@ -173,6 +174,8 @@ pub struct EmbedArgs {
     pub frames: usize,
     pub batch: usize,
     pub out: PathBuf,
+    /// Where the backbones run.
+    pub device: ComputeDevice,
 }
 
 /// Embed every clip of the cache with each of the five backbones found under `runs`.
@@ -204,7 +207,7 @@ fn embed_role(
     model: &Path,
     a: &EmbedArgs,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
-    let device = Device::flex();
+    let device = a.device.open()?;
     let size = a.size;
     match role {
         Role::AudMel | Role::AudGam | Role::AudCqt => {

@@ -6,6 +6,7 @@
 //! `log_loss`, which the DCASE evaluation used). Macro: the mean over classes of each class's
 //! mean log loss (classes without clips are left out).
 
+use crate::compute::ComputeDevice;
 use crate::embed::EmbeddingSet;
 use crate::fusion::{self, FusionHead, FusionSpec, Modalities};
 use anyhow::{bail, Context, Result};
@@ -151,12 +152,18 @@ pub struct Evaluated {
 }
 
 /// Run a head over the labelled clips of `split`.
-pub fn evaluate_head(set: &EmbeddingSet, spec: &FusionSpec, head: &FusionHead, split: &str) -> Result<Evaluated> {
+pub fn evaluate_head(
+    set: &EmbeddingSet,
+    spec: &FusionSpec,
+    head: &FusionHead,
+    split: &str,
+    device: &burn::prelude::Device,
+) -> Result<Evaluated> {
     let clips = set.labelled(split);
     if clips.is_empty() {
         bail!("no labelled clips in split {split:?} of the embeddings");
     }
-    let probs = fusion::predict(head, spec, set, &clips)?;
+    let probs = fusion::predict(head, spec, set, &clips, device)?;
     let labels: Vec<usize> = clips.iter().map(|&c| set.label(c).expect("labelled")).collect();
     let ids = clips.iter().map(|&c| set.items[c].id.clone()).collect();
     Ok(Evaluated { spec: *spec, scores: score(&probs, &labels), ids, probs })
@@ -171,12 +178,19 @@ pub struct Written {
 /// Evaluate the heads in `heads` (run folders with head.json) on `split` and write into
 /// `out`: metrics.json, confusion_<modalities>.csv/.png per head, submission.csv (of the
 /// audio-visual head, or the first head), and a Markdown summary.
-pub fn run(set: &EmbeddingSet, heads: &[PathBuf], split: &str, out: &Path) -> Result<(Vec<Evaluated>, Written)> {
+pub fn run(
+    set: &EmbeddingSet,
+    heads: &[PathBuf],
+    split: &str,
+    out: &Path,
+    device: ComputeDevice,
+) -> Result<(Vec<Evaluated>, Written)> {
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let device = device.open()?;
     let mut results = Vec::new();
     for dir in heads {
-        let (spec, head) = fusion::load(dir)?;
-        results.push(evaluate_head(set, &spec, &head, split)?);
+        let (spec, head) = fusion::load(dir, &device)?;
+        results.push(evaluate_head(set, &spec, &head, split, &device)?);
     }
     let mut pngs = Vec::new();
     let mut json = serde_json::Map::new();

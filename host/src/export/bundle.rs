@@ -126,7 +126,7 @@ pub fn export_bundle(args: &ExportArgs) -> Result<ExportReport> {
     for (modalities, kind) in heads {
         let want = FusionSpec::new(kind, modalities)?;
         let dir = crate::pipeline::head_dir(&args.heads, &want);
-        let (spec, head) = crate::fusion::load(&dir)?;
+        let (spec, head) = crate::fusion::load(&dir, &burn::prelude::Device::flex())?;
         ensure!(
             spec == want,
             "{}: holds a {} {} head, expected {} {}",

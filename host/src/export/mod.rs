@@ -14,6 +14,7 @@
 //! | fusion head    | `embeddings` `[N, k, d]` (sources order)| `probabilities` `[N, 10]`            |
 
 pub mod bundle;
+pub mod cli;
 pub mod convnext_tiny;
 pub mod fusion;
 pub mod graph;

@@ -273,12 +273,12 @@ pub fn train(set: &EmbeddingSet, spec: FusionSpec, cfg: &TrainConfig, out: &Path
     crate::train::engine::run(head, &data, cfg, out, meta)
 }
 
-/// A trained head from its run folder (`head.json` + `best.bpk`).
-pub fn load(dir: &Path) -> Result<(FusionSpec, FusionHead)> {
+/// A trained head from its run folder (`head.json` + `best.bpk`), on `device`.
+pub fn load(dir: &Path, device: &Device) -> Result<(FusionSpec, FusionHead)> {
     let p = dir.join(SPEC_FILE);
     let text = std::fs::read_to_string(&p).with_context(|| format!("{}: cannot read", p.display()))?;
     let spec: FusionSpec = serde_json::from_str(&text).with_context(|| format!("{}: invalid", p.display()))?;
-    let head = crate::nets::load_module(spec.init(&Device::flex()), &dir.join("best.bpk"))?;
+    let head = crate::nets::load_module(spec.init(device), &dir.join("best.bpk"))?;
     Ok((spec, head))
 }
 
@@ -288,9 +288,10 @@ pub fn predict(
     spec: &FusionSpec,
     set: &EmbeddingSet,
     clips: &[usize],
+    device: &Device,
 ) -> Result<Vec<[f32; NUM_CLASSES]>> {
     let inputs: Vec<Vec<f32>> = clips.iter().map(|&c| data::stacked(set, spec, c)).collect();
-    let probs = crate::train::engine::predict(head, &inputs, [spec.k(), spec.d(), 1], 256, &Device::flex())?;
+    let probs = crate::train::engine::predict(head, &inputs, [spec.k(), spec.d(), 1], 256, device)?;
     Ok(probs.chunks(NUM_CLASSES).map(|r| r.try_into().expect("10 columns")).collect())
 }
 

@@ -171,8 +171,8 @@ pub struct VisualData {
 }
 
 impl VisualData {
-    /// `frames_per_clip` random frames per training clip and epoch; `eval_frames` evenly
-    /// spaced frames per validation clip (0: all).
+    /// `frames_per_clip` random frames per training clip and epoch (0: every frame, as the
+    /// paper trains); `eval_frames` evenly spaced frames per validation clip (0: all).
     pub fn new(
         cache: &Cache,
         norm: Normalisation,
@@ -193,14 +193,7 @@ impl VisualData {
                 .collect()
         };
         let size = cache.manifest.frame_preset.size;
-        Ok(VisualData {
-            norm,
-            size,
-            frames_per_clip: frames_per_clip.max(1),
-            eval_frames,
-            train: entries(train)?,
-            val: entries(val)?,
-        })
+        Ok(VisualData { norm, size, frames_per_clip, eval_frames, train: entries(train)?, val: entries(val)? })
     }
 }
 
@@ -213,7 +206,8 @@ impl Data for VisualData {
         for (i, &(_, n, _)) in self.train.iter().enumerate() {
             let mut frames: Vec<usize> = (0..n).collect();
             rng.shuffle(&mut frames);
-            s.extend(frames.into_iter().take(self.frames_per_clip).map(|k| (i, k)));
+            let take = if self.frames_per_clip == 0 { n } else { self.frames_per_clip };
+            s.extend(frames.into_iter().take(take).map(|k| (i, k)));
         }
         rng.shuffle(&mut s);
         s

@@ -2,6 +2,7 @@
 //! validation per clip, and an atomic checkpoint per epoch that `resume` continues from.
 
 use super::data::Data;
+use super::loader::{self, Batch};
 use super::math::{self, AdamParams, AdamState};
 use super::{EpochMetrics, Net, TrainConfig, TrainSummary};
 use crate::nets::{load_module, save_module, NUM_CLASSES};
@@ -146,31 +147,26 @@ pub fn run<M: Net>(
         let pb = crate::progress::bar(steps_per_epoch, &format!("epoch {}", epoch + 1), "batches");
         let (mut loss_sum, mut seen) = (0.0f64, 0usize);
         let mut lr = cfg.lr;
-        for (b, batch) in samples.chunks(cfg.batch_size).enumerate() {
-            let n = batch.len();
-            let inputs: Vec<Vec<f32>> = batch.par_iter().map(|&s| data.train_input(s)).collect::<Result<_>>()?;
-            let mut x: Vec<f32> = inputs.concat();
-            let mut y = vec![0.0f32; n * NUM_CLASSES];
-            for (i, s) in batch.iter().enumerate() {
-                y[i * NUM_CLASSES + data.train_label(s.0)] = 1.0;
-            }
-            if cfg.mixup_alpha > 0.0 && n > 1 {
-                let lambda = math::beta(&mut rng, cfg.mixup_alpha, cfg.mixup_alpha) as f32;
-                let mut perm: Vec<usize> = (0..n).collect();
-                rng.shuffle(&mut perm);
-                math::mixup(&mut x, &mut y, n, lambda, &perm);
-            }
+        // Batches are read and mixed on a background thread while the device trains. The
+        // model moves through the slot: a second handle on its parameters would keep burn
+        // from updating them in place.
+        let mut slot = Some(model);
+        loader::for_each_batch(data, &samples, cfg.batch_size, cfg.mixup_alpha, rng, |b, batch| {
+            let Batch { x, y, n } = batch;
+            let m = slot.take().context("the model was lost in a failed step")?;
             let x = Tensor::<4>::from_data(TensorData::new(x, [n, c, h, w]), &device);
-            let loss = math::kl_loss(model.embed(x).logits, &y);
+            let loss = math::kl_loss(m.embed(x).logits, &y);
             let value: f32 = loss.clone().into_scalar();
             ensure!(value.is_finite(), "the loss diverged (epoch {}, batch {b})", epoch + 1);
             loss_sum += value as f64 * n as f64;
             seen += n;
             let grads = loss.backward();
             lr = math::cosine_lr(cfg.lr, cfg.lr_min, epoch * steps_per_epoch + b, total_steps);
-            model = math::adam_step(model, &grads, &mut adam, adam_params(cfg.weight_decay), lr);
+            slot = Some(math::adam_step(m, &grads, &mut adam, adam_params(cfg.weight_decay), lr));
             pb.inc(1);
-        }
+            Ok(())
+        })?;
+        model = slot.context("no model after the epoch")?;
         pb.finish_and_clear();
 
         let valid = model.valid();

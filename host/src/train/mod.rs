@@ -30,7 +30,9 @@
 
 pub mod data;
 pub mod engine;
+pub mod loader;
 pub mod math;
+pub mod parity;
 #[cfg(test)]
 mod tests;
 
@@ -48,6 +50,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+pub use crate::compute::ComputeDevice;
 pub use crate::nets::torchvision::Backbone as VisualBackbone;
 
 /// A Phase-I network: images or spectrogram stacks in, both embeddings out.
@@ -90,7 +93,7 @@ pub struct TrainConfig {
     pub val_fraction: f64,
     /// The cache split trained on ("all" for every item).
     pub split: String,
-    /// Video: random frames per training clip and epoch.
+    /// Video: random frames per training clip and epoch (0: every frame, the paper's recipe).
     pub frames_per_clip: usize,
     /// Video: evenly spaced frames per validation clip (0: all).
     pub eval_frames: usize,
@@ -101,56 +104,6 @@ pub struct TrainConfig {
     /// Where the training runs. A resume may change it.
     #[serde(default)]
     pub device: ComputeDevice,
-}
-
-/// The compute device of a training run: burn's `flex` CPU backend, or its `wgpu` backend
-/// (Vulkan on Linux) when the crate is built with the `gpu` feature.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ComputeDevice {
-    #[default]
-    Cpu,
-    Gpu,
-}
-
-impl std::str::FromStr for ComputeDevice {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "cpu" => Ok(ComputeDevice::Cpu),
-            "gpu" => Ok(ComputeDevice::Gpu),
-            _ => bail!("unknown device {s:?} (expected cpu or gpu)"),
-        }
-    }
-}
-
-impl ComputeDevice {
-    /// The burn device (without autodiff). The CPU is named explicitly: with `wgpu` compiled
-    /// in, burn's default device can be a slow software adapter.
-    pub fn open(self) -> Result<Device> {
-        match self {
-            ComputeDevice::Cpu => Ok(Device::flex()),
-            ComputeDevice::Gpu => open_gpu(),
-        }
-    }
-}
-
-#[cfg(feature = "gpu")]
-fn open_gpu() -> Result<Device> {
-    // wgpu picks the high-power adapter (override: CUBECL_WGPU_DEFAULT_DEVICE). The device is
-    // lazy: touch it once so that a machine without a usable adapter fails here, clearly.
-    let device = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
-    let probe = device.clone();
-    let ok = std::panic::catch_unwind(move || Tensor::<1>::ones([4], &probe).sum().into_scalar::<f32>());
-    match ok {
-        Ok(v) if v == 4.0 => Ok(device),
-        _ => bail!("--device gpu: no usable wgpu adapter (is a Vulkan driver installed? see `vulkaninfo --summary`)"),
-    }
-}
-
-#[cfg(not(feature = "gpu"))]
-fn open_gpu() -> Result<Device> {
-    bail!("--device gpu: this avsc-host was built without GPU support (build it with `--features gpu`)")
 }
 
 impl Default for TrainConfig {
@@ -165,7 +118,7 @@ impl Default for TrainConfig {
             seed: 0,
             val_fraction: 0.2,
             split: "fold1_train".into(),
-            frames_per_clip: 2,
+            frames_per_clip: 0,
             eval_frames: 0,
             resume: false,
             stop_after: None,

@@ -1,8 +1,6 @@
 use super::math::{beta, kl_loss, mixup};
+use super::parity::synthetic_cache_sized;
 use super::*;
-use crate::cache::{write_manifest, CacheItem, ClipData, ClipHeader, Manifest, SCHEMA_VERSION};
-use avsc_shared::image::RgbImage;
-use avsc_shared::{Array3, FeaturePreset, FramePreset, LABELS};
 use std::sync::Mutex;
 
 /// The training tests share burn's process-wide generator and the two CI cores.
@@ -11,76 +9,8 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const BINS: usize = 16;
 const FRAMES_T: usize = 24;
 
-/// A cache of `classes` x `locations` x `per_loc` clips: the class is a bright band at a
-/// class-dependent bin of every spectrogram (and the mean colour of every frame).
 fn synthetic_cache(dir: &Path, classes: usize, locations: usize, per_loc: usize, frames: usize) {
-    synthetic_cache_sized(dir, classes, locations, per_loc, frames, BINS, FRAMES_T);
-}
-
-fn synthetic_cache_sized(
-    dir: &Path,
-    classes: usize,
-    locations: usize,
-    per_loc: usize,
-    frames: usize,
-    bins: usize,
-    t_len: usize,
-) {
-    let mut rng = SplitMix64::new(99);
-    let mut items = Vec::new();
-    std::fs::create_dir_all(dir.join("items")).unwrap();
-    for (c, &label) in LABELS.iter().enumerate().take(classes) {
-        for l in 0..locations {
-            for k in 0..per_loc {
-                let id = format!("{}-{l}-{k}", label);
-                let location = format!("{}-loc{l}", label);
-                let mut spec = || {
-                    let mut data = vec![0.0f32; 2 * bins * t_len];
-                    for ch in 0..2 {
-                        for b in 0..bins {
-                            for t in 0..t_len {
-                                let band = if b == 2 + 3 * c { 40.0 } else { 0.0 };
-                                data[(ch * bins + b) * t_len + t] = -60.0 + band + 5.0 * rng.normal() as f32;
-                            }
-                        }
-                    }
-                    Array3::from_vec([2, bins, t_len], data)
-                };
-                let specs = [spec(), spec(), spec()];
-                let frames: Vec<RgbImage> = (0..frames)
-                    .map(|_| {
-                        let mut img = RgbImage::new(224, 224);
-                        for (i, px) in img.data.iter_mut().enumerate() {
-                            let base = if i % 3 == c % 3 { 200.0 } else { 50.0 };
-                            *px = (base + 20.0 * rng.normal()).clamp(0.0, 255.0) as u8;
-                        }
-                        img
-                    })
-                    .collect();
-                let header = ClipHeader {
-                    id: id.clone(),
-                    label: Some(label.into()),
-                    location: location.clone(),
-                    spec_shape: [2, bins, t_len],
-                    n_frames: frames.len(),
-                    frame_size: 224,
-                    padded_seconds: 0.0,
-                };
-                let clip = ClipData { header, specs, frames };
-                std::fs::write(Cache::item_path(dir, &id), clip.encode()).unwrap();
-                items.push(CacheItem { id, label: Some(label.into()), location, splits: vec!["train".into()] });
-            }
-        }
-    }
-    let manifest = Manifest {
-        schema_version: SCHEMA_VERSION,
-        feature_preset: FeaturePreset { n_bins: bins, ..FeaturePreset::paper() },
-        frame_preset: FramePreset::default(),
-        labels: LABELS.iter().map(|s| s.to_string()).collect(),
-        dataset: "synthetic".into(),
-        items,
-    };
-    write_manifest(dir, &manifest).unwrap();
+    synthetic_cache_sized(dir, classes, locations, per_loc, frames, BINS, FRAMES_T).unwrap();
 }
 
 fn tiny_cfg(epochs: usize) -> TrainConfig {
@@ -217,18 +147,6 @@ fn run_file_round_trips_and_names_bad_files() {
 }
 
 #[test]
-fn device_parses_and_gpu_needs_the_feature() {
-    assert_eq!("cpu".parse::<ComputeDevice>().unwrap(), ComputeDevice::Cpu);
-    assert_eq!("gpu".parse::<ComputeDevice>().unwrap(), ComputeDevice::Gpu);
-    assert!("tpu".parse::<ComputeDevice>().is_err());
-    assert!(ComputeDevice::Cpu.open().is_ok());
-    if cfg!(not(feature = "gpu")) {
-        let err = ComputeDevice::Gpu.open().err().unwrap().to_string();
-        assert!(err.contains("--features gpu"), "{err}");
-    }
-}
-
-#[test]
 fn redraw_is_deterministic() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex();
@@ -274,41 +192,85 @@ fn tiny_audio_epoch_time_at_paper_input_size() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    synthetic_cache_sized(&cache, 4, 2, 5, 0, 128, 309);
+    synthetic_cache_sized(&cache, 4, 2, 5, 0, 128, 309).unwrap();
     let cfg = TrainConfig { epochs: 1, batch_size: 8, val_fraction: 0.2, ..tiny_cfg(1) };
     let s = train_audio(&cache, FeatureKind::Cqt, SizePreset::Tiny, &cfg, &dir.path().join("o")).unwrap();
     eprintln!("tiny audio at 6x128x305: {:.2} s for one epoch (train + validation)", s.history[0].seconds);
 }
 
-/// The `gpu` path trains the same network to the same losses as the CPU. Needs a build with
-/// the `gpu` feature and a Vulkan driver (Mesa's lavapipe will do):
-/// `cargo test -p avsc-host --features gpu --lib gpu_training -- --ignored`
-#[cfg(feature = "gpu")]
+/// Every GPU backend compiled in trains the same network to the same losses as the CPU
+/// ([`parity::check`]). Needs a build with `wgpu` and/or `cuda` and their driver (for wgpu,
+/// Mesa's lavapipe will do):
+/// `cargo test -p avsc-host --features wgpu,cuda --lib gpu_training -- --ignored`.
+/// `AVSC_PARITY_DEVICES=cuda` limits it to the named devices; `avsc-host bench --what parity`
+/// runs the same check from the release binary.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 #[test]
 #[ignore]
 fn gpu_training_matches_cpu() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let wanted = std::env::var("AVSC_PARITY_DEVICES").unwrap_or_else(|_| "wgpu,cuda".into());
+    let devices: Vec<ComputeDevice> =
+        wanted.split(',').map(|d| d.parse().unwrap()).filter(|d: &ComputeDevice| d.compiled()).collect();
+    assert!(!devices.is_empty(), "no GPU device of {wanted:?} is compiled in");
+    let report = parity::check(&devices).unwrap();
+    eprintln!("{}", report.text());
+    assert!(report.passed(), "{}", report.text());
+}
+
+#[test]
+fn visual_epochs_take_every_frame_by_default() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    synthetic_cache(&cache, 3, 2, 2, 0);
-    let cfg = TrainConfig { val_fraction: 0.5, ..tiny_cfg(2) };
-    let cpu = train_audio_with(&cache, FeatureKind::Mel, &no_dropout(), &cfg, &dir.path().join("cpu")).unwrap();
-    let gpu_cfg = TrainConfig { device: ComputeDevice::Gpu, ..cfg };
-    let gpu = train_audio_with(&cache, FeatureKind::Mel, &no_dropout(), &gpu_cfg, &dir.path().join("gpu")).unwrap();
-    for (c, g) in cpu.history.iter().zip(&gpu.history) {
-        eprintln!(
-            "epoch {}: cpu loss {} / {}, gpu {} / {}",
-            c.epoch, c.train_loss, c.val_log_loss, g.train_loss, g.val_log_loss
-        );
-        // Epoch 1 starts from the same weights on the same batches: equal up to rounding.
-        // Adam's normalised steps can let rounding grow later (seen once on lavapipe: train KL
-        // 0.776 vs 0.821 after epoch 2, validation 1.5605 vs 1.5568), so later epochs are
-        // compared on validation, loosely.
-        let rel = |a: f64, b: f64| (a - b).abs() / a.abs().max(1e-9);
-        if c.epoch == 1 {
-            assert!(rel(c.train_loss, g.train_loss) <= 1e-3);
-        }
-        assert!(rel(c.val_log_loss, g.val_log_loss) <= 0.02, "epoch {}", c.epoch);
+    let root = dir.path().join("cache");
+    synthetic_cache(&root, 2, 2, 1, 3);
+    let cache = Cache::open(&root).unwrap();
+    let (train, val) = data::split_items(&cache, "train", 0.0, 1).unwrap();
+    assert_eq!((train.len(), val.len()), (4, 0));
+    let visual = |frames_per_clip| {
+        data::VisualData::new(&cache, Normalisation::MinusOneOne, &train, &val, frames_per_clip, 0).unwrap()
+    };
+    use data::Data;
+    let mut all = visual(TrainConfig::default().frames_per_clip).epoch_samples(&mut SplitMix64::new(3));
+    all.sort();
+    let every: Vec<data::Sample> = (0..4).flat_map(|i| (0..3).map(move |k| (i, k))).collect();
+    assert_eq!(all, every);
+    let two = visual(2).epoch_samples(&mut SplitMix64::new(3));
+    assert_eq!(two.len(), 8);
+    assert!(two.iter().all(|s| every.contains(s)));
+}
+
+#[test]
+fn the_loader_bench_assembles_batches_from_a_cache() {
+    use crate::bench::{run, BenchArgs, BenchNet, BenchWhat};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    synthetic_cache(&root, 2, 2, 2, 3);
+    for net in [BenchNet::Audio, BenchNet::ConvnextTiny] {
+        let args = BenchArgs {
+            what: BenchWhat::Loader,
+            net,
+            size: "tiny".into(),
+            device: "cpu".into(),
+            batch: 3,
+            warmup: 2,
+            runs: 3,
+            cache: Some(root.clone()),
+            split: "train".into(),
+        };
+        let r = run(&args).unwrap();
+        assert!(r.per_second > 0.0 && r.min_ms <= r.median_ms && r.median_ms <= r.max_ms, "{r:?}");
     }
-    assert_eq!(gpu.history.len(), 2);
+    let no_cache = BenchArgs {
+        what: BenchWhat::Loader,
+        net: BenchNet::Audio,
+        size: "tiny".into(),
+        device: "cpu".into(),
+        batch: 3,
+        warmup: 2,
+        runs: 3,
+        cache: None,
+        split: "train".into(),
+    };
+    assert!(run(&no_cache).unwrap_err().to_string().contains("--cache"));
 }
