@@ -1,5 +1,5 @@
 use super::math::{beta, kl_loss, mixup};
-use super::parity::synthetic_cache_sized;
+use super::parity::{self, no_dropout, synthetic_cache_sized};
 use super::*;
 use std::sync::Mutex;
 
@@ -14,23 +14,7 @@ fn synthetic_cache(dir: &Path, classes: usize, locations: usize, per_loc: usize,
 }
 
 fn tiny_cfg(epochs: usize) -> TrainConfig {
-    TrainConfig {
-        epochs,
-        batch_size: 4,
-        lr: 3e-3,
-        lr_min: 3e-4,
-        weight_decay: 1e-4,
-        mixup_alpha: 0.2,
-        seed: 5,
-        val_fraction: 0.3,
-        split: "train".into(),
-        ..TrainConfig::default()
-    }
-}
-
-/// The tiny network without dropout: nothing in training then draws from burn's generator.
-fn no_dropout() -> ResInceptionConfig {
-    ResInceptionConfig { stage_dropout: 0.0, head_dropout: 0.0, ..ResInceptionConfig::tiny() }
+    parity::tiny_config(epochs)
 }
 
 #[test]
