@@ -167,10 +167,7 @@ pub fn run(args: &BenchArgs) -> Result<BenchResult> {
     let size: SizePreset = args.size.parse()?;
     let compute: ComputeDevice = args.device.parse()?;
     let plain = compute.open()?;
-    let device = match args.what {
-        BenchWhat::Step => plain.clone().autodiff(),
-        BenchWhat::Forward | BenchWhat::Loader | BenchWhat::Parity => plain.clone(),
-    };
+    let device = if args.what == BenchWhat::Step { plain.clone().autodiff() } else { plain.clone() };
     match args.net {
         BenchNet::Audio => time(ResInceptionConfig::preset(size).init(&device), args, &device, &plain),
         BenchNet::InceptionV3 => time(InceptionV3Config::preset(size).init(&device), args, &device, &plain),
@@ -190,24 +187,18 @@ fn time<M: Net>(model: M, args: &BenchArgs, device: &Device, plain: &Device) -> 
     }
     let adam_p = AdamParams { beta1: 0.9, beta2: 0.999, eps: 1e-7, l2: 1e-4 };
     let mut adam = AdamState::default();
-    let mut model = Some(match args.what {
-        BenchWhat::Step => model.train(),
-        BenchWhat::Forward | BenchWhat::Loader | BenchWhat::Parity => model,
-    });
+    let step = args.what == BenchWhat::Step;
+    let mut model = Some(if step { model.train() } else { model });
     let mut once = || -> Result<f64> {
         let t = Instant::now();
         let m = model.take().context("model")?;
-        let m = match args.what {
-            BenchWhat::Step => {
-                let loss = kl_loss(m.embed(x.clone()).logits, &y);
-                let grads = loss.backward();
-                adam_step(m, &grads, &mut adam, adam_p, 1e-4)
-            }
-            BenchWhat::Forward | BenchWhat::Loader | BenchWhat::Parity => {
-                let out = m.embed(x.clone());
-                drop(out);
-                m
-            }
+        let m = if step {
+            let loss = kl_loss(m.embed(x.clone()).logits, &y);
+            let grads = loss.backward();
+            adam_step(m, &grads, &mut adam, adam_p, 1e-4)
+        } else {
+            drop(m.embed(x.clone()));
+            m
         };
         model = Some(m);
         plain.sync().map_err(|e| anyhow::anyhow!("device sync: {e:?}"))?;
@@ -238,8 +229,10 @@ fn time<M: Net>(model: M, args: &BenchArgs, device: &Device, plain: &Device) -> 
     })
 }
 
-/// `--what loader`: the first iteration loads the data (audio: every clip's statics into
-/// memory, as training does), each timed one assembles `--runs` batches of the training split.
+/// `--what loader`: loading the data (audio: every clip's statics into memory, as training
+/// does) is reported as the first iteration; each of the `--runs` timed iterations then
+/// assembles the next `--warmup` batches of the epoch (wrapping around), through the same
+/// prefetching producer the training loop uses.
 fn loader(args: &BenchArgs) -> Result<BenchResult> {
     use crate::train::data::{split_items, AudioData, Data, VisualData};
     use crate::train::loader::for_each_batch;
@@ -261,14 +254,11 @@ fn loader(args: &BenchArgs) -> Result<BenchResult> {
     let samples = data.epoch_samples(&mut crate::rng::SplitMix64::new(1));
     let per_run = args.batch * args.warmup.max(1);
     let mut times = Vec::new();
-    let mut start = 0;
-    for _ in 0..args.runs {
-        let end = (start + per_run).min(samples.len());
-        let part = if end > start { &samples[start..end] } else { &samples[..per_run.min(samples.len())] };
-        start = if end >= samples.len() { 0 } else { end };
+    for r in 0..args.runs {
+        let part: Vec<_> = samples.iter().cycle().skip(r * per_run).take(per_run).copied().collect();
         let t = Instant::now();
         let mut n = 0usize;
-        for_each_batch(data.as_ref(), part, args.batch, 0.4, crate::rng::SplitMix64::new(2), |_, b| {
+        for_each_batch(data.as_ref(), &part, args.batch, 0.4, crate::rng::SplitMix64::new(2), |_, b| {
             n += b.n;
             Ok(())
         })?;

@@ -69,7 +69,9 @@ impl Report {
 
 /// Train on the CPU and on each of `devices`; nothing is asserted here, see [`Report::passed`].
 pub fn check(devices: &[ComputeDevice]) -> Result<Report> {
-    let dir = tempfile_dir()?;
+    // Removed on return, also when a run fails.
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
     let cache = dir.join("cache");
     synthetic_cache_sized(&cache, 3, 2, 2, 0, 16, 24)?;
     let net = no_dropout();
@@ -91,7 +93,6 @@ pub fn check(devices: &[ComputeDevice]) -> Result<Report> {
             .collect();
         rows.push(Row { device, epochs, seconds });
     }
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(Report { cpu_seconds, rows })
 }
 
@@ -116,20 +117,6 @@ pub fn tiny_config(epochs: usize) -> TrainConfig {
 /// generator, whose streams differ between backends.
 pub fn no_dropout() -> ResInceptionConfig {
     ResInceptionConfig { stage_dropout: 0.0, head_dropout: 0.0, ..ResInceptionConfig::tiny() }
-}
-
-/// A fresh folder under the system's temporary folder.
-fn tempfile_dir() -> Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "avsc-parity-{}-{}",
-        std::process::id(),
-        SplitMix64::new(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
-        )
-        .next_u64()
-    ));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 /// A cache of `classes` x `locations` x `per_loc` clips: the class is a bright band at a
