@@ -33,6 +33,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 const BATCH: usize = 32;
 
 fn train_step(c: &mut Criterion) {
+    avsc_host::alloc::keep_freed_memory();
     let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
     let (device_name, size) = (env("AVSC_BENCH_DEVICE", "cpu"), env("AVSC_BENCH_SIZE", "tiny"));
     let device = device_name.parse::<ComputeDevice>().and_then(|d| d.open()).unwrap_or_else(|e| panic!("{e:#}"));

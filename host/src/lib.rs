@@ -1,6 +1,7 @@
 //! avsc-host: the training side of avsc. One module per verb of the CLI; each stage of the
 //! data path (ingest, features, training, evaluation, export) lives in its own module.
 
+pub mod alloc;
 pub mod bench;
 pub mod cache;
 pub mod compute;

@@ -535,6 +535,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() {
+    avsc_host::alloc::keep_freed_memory();
     if let Err(e) = run(Cli::parse()) {
         // One line: the context chain names the file and what was wrong.
         eprintln!("error: {e:#}");

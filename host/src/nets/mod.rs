@@ -17,6 +17,7 @@
 
 pub mod convnext_tiny;
 pub mod inception_v3;
+pub mod matmul;
 pub mod resinception;
 pub mod torchvision;
 
@@ -182,11 +183,17 @@ impl ConvBn {
     /// per-channel linear `between` (an average pool) this is `forward(between(x))`: the conv
     /// has no bias, so the two commute (see `export::layers::pool_branch`).
     pub fn forward_with(&self, x: Tensor<4>, between: impl FnOnce(Tensor<4>) -> Tensor<4>) -> Tensor<4> {
-        let x = self.bn.forward(between(self.conv.forward(x)));
+        self.after_conv(between(self.conv.forward(x)))
+    }
+
+    /// BatchNorm (and ReLU) on this layer's convolution output, computed elsewhere
+    /// ([`matmul`]).
+    pub fn after_conv(&self, y: Tensor<4>) -> Tensor<4> {
+        let y = self.bn.forward(y);
         if self.relu {
-            burn::tensor::activation::relu(x)
+            burn::tensor::activation::relu(y)
         } else {
-            x
+            y
         }
     }
 }

@@ -142,7 +142,15 @@ pub struct ResInception {
 impl ResInception {
     /// Globally pooled backbone features, `[batch, 1024]` (paper preset).
     pub fn forward_pooled(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = self.pool.forward(self.stem.forward(standardise(x)));
+        let x = standardise(x);
+        // On the CPU the stem's convolution of the (untracked) input is a matrix product of its
+        // patches (see `matmul`).
+        let stem = if super::matmul::on_flex(&x) && !x.is_require_grad() {
+            self.stem.after_conv(super::matmul::same_conv_of_input(x, self.stem.conv.weight.val()))
+        } else {
+            self.stem.forward(x)
+        };
+        let mut x = self.pool.forward(stem);
         let last = self.stages.len() - 1;
         for (s, blocks) in self.stages.iter().enumerate() {
             for block in blocks {
@@ -193,18 +201,24 @@ impl ResInceptionBlock {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let chain = |convs: &[ConvBn], x: Tensor<4>| convs.iter().fold(x, |x, c| c.forward(x));
+        // The pointwise layers that read x (each branch's first, and the projection) run as
+        // one matrix product.
+        let mut pointwise = vec![&self.branch1x1, &self.branch3x3[0], &self.branch5x5[0], &self.branch_pool];
+        pointwise.extend(&self.shortcut);
+        let mut y = super::matmul::pointwise_siblings(&pointwise, x.clone()).into_iter();
+        let mut next = || y.next().expect("one output per pointwise layer");
         let branches = vec![
-            self.branch1x1.forward(x.clone()),
-            chain(&self.branch3x3, x.clone()),
-            chain(&self.branch5x5, x.clone()),
+            self.branch1x1.after_conv(next()),
+            chain(&self.branch3x3[1..], self.branch3x3[0].after_conv(next())),
+            chain(&self.branch5x5[1..], self.branch5x5[0].after_conv(next())),
             // `avg_pool` (3x3, stride 1, padding 1, padding counted) computed as a box filter
             // on the pointwise conv's b outputs rather than its C_in inputs (they commute: the
             // conv has no bias); the module stays for its configuration (the exporter writes
             // an AveragePool, in the same order).
-            self.branch_pool.forward_with(x.clone(), super::box_avg3x3),
+            self.branch_pool.after_conv(super::box_avg3x3(next())),
         ];
         let shortcut = match &self.shortcut {
-            Some(proj) => proj.forward(x),
+            Some(proj) => proj.after_conv(next()),
             None => x,
         };
         burn::tensor::activation::relu(Tensor::cat(branches, 1) + shortcut)
