@@ -162,7 +162,9 @@ enum Cmd {
         out: PathBuf,
         #[arg(long, value_enum, default_value = "paper")]
         preset: Preset,
-        /// fold1_train, fold1_evaluate, fold1_test or all (the folder layout only has all).
+        /// Which clips to prepare: all, fold1_train, fold1_evaluate or fold1_test (the folder
+        /// layout only has all). Each clip records the TAU folds that list it either way, so
+        /// the default (all) serves training on fold1_train and evaluation on fold1_evaluate.
         #[arg(long, default_value = "all")]
         split: String,
         /// Worker threads (default: all cores).
@@ -422,12 +424,14 @@ fn run(cli: Cli) -> Result<()> {
                 progress: std::io::stderr().is_terminal(),
             };
             let r = prepare::run(&args)?;
+            let folds: Vec<String> = r.folds.iter().map(|(f, n)| format!("{f} {n}")).collect();
             eprintln!(
-                "prepare: {} prepared, {} already cached, {} failed in {:.1} s; report: {}",
+                "prepare: {} prepared, {} already cached, {} failed in {:.1} s; cache clips per fold: {}; report: {}",
                 r.prepared,
                 r.skipped,
                 r.failed.len(),
                 r.seconds,
+                folds.join(", "),
                 out.join("prepare-report.json").display()
             );
             if !r.failed.is_empty() {

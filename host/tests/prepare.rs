@@ -235,3 +235,90 @@ fn failures_exit_with_code_two_and_a_report() {
     assert_eq!(report["prepared"], 1);
     assert_eq!(report["failed"].as_array().unwrap().len(), 1);
 }
+
+/// Every tau-mini clip as (stem, label), from its meta.csv.
+fn tau_mini_clips() -> Vec<(String, String)> {
+    let meta = std::fs::read_to_string(tau_mini().join("meta.csv")).unwrap();
+    meta.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (Path::new(f[0]).file_stem().unwrap().to_string_lossy().into_owned(), f[2].to_string())
+        })
+        .collect()
+}
+
+/// The bar of issue #16: on a TAU-shaped set with folds of its own (not tau-mini's: every
+/// Prague clip held out), `prepare` and `train-audio` with their default flags work
+/// together, and no fold1_evaluate clip is trained or validated on.
+#[test]
+fn default_prepare_then_default_training_never_touch_fold1_evaluate() {
+    let clips = tau_mini_clips();
+    let ds = tempfile::tempdir().unwrap();
+    let pairs: Vec<(&str, &str)> = clips.iter().map(|(s, l)| (s.as_str(), l.as_str())).collect();
+    make_tau(ds.path(), &pairs);
+    let held_out = |stem: &str| stem.contains("-prague-");
+    let (mut train, mut eval, mut test) = (
+        String::from("filename_audio\tfilename_video\tscene_label\n"),
+        String::from("filename_audio\tfilename_video\tscene_label\n"),
+        String::from("filename_audio\tfilename_video\n"),
+    );
+    for (stem, label) in &clips {
+        let row = format!("audio/{stem}.wav\tvideo/{stem}.mp4");
+        if held_out(stem) {
+            eval.push_str(&format!("{row}\t{label}\n"));
+            test.push_str(&format!("{row}\n"));
+        } else {
+            train.push_str(&format!("{row}\t{label}\n"));
+        }
+    }
+    for (name, text) in [("fold1_train", train), ("fold1_evaluate", eval), ("fold1_test", test)] {
+        std::fs::write(ds.path().join(format!("evaluation_setup/{name}.csv")), text).unwrap();
+    }
+
+    let cache = tempfile::tempdir().unwrap();
+    let o = prepare_cli(ds.path(), cache.path());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let n_held = clips.iter().filter(|(s, _)| held_out(s)).count();
+    assert!(stderr.contains(&format!("fold1_evaluate {n_held}")), "{stderr}");
+    let c = Cache::open(cache.path()).unwrap();
+    for it in &c.manifest.items {
+        let expected: &[&str] = if held_out(&it.id) { &["fold1_evaluate", "fold1_test"] } else { &["fold1_train"] };
+        assert_eq!(it.splits, expected, "{}", it.id);
+        assert!(it.label.is_some(), "labels come from meta.csv: {}", it.id);
+    }
+
+    let run = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_avsc-host"))
+        .args(["train-audio", "--feature", "mel", "--size", "tiny", "--epochs", "1", "--cache"])
+        .arg(cache.path())
+        .arg("--out")
+        .arg(run.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rec = avsc_host::train::data::SplitRecord::read(run.path()).unwrap();
+    assert_eq!(rec.split, "fold1_train");
+    let mut used: Vec<&String> = rec.train.iter().chain(&rec.validation).collect();
+    used.sort();
+    let mut expected: Vec<&String> = clips.iter().map(|(s, _)| s).filter(|s| !held_out(s)).collect();
+    expected.sort();
+    assert_eq!(used, expected, "exactly fold1_train is trained and validated on");
+    assert!(!rec.validation.is_empty() && !rec.train.is_empty());
+}
+
+/// A folder-layout cache has no folds: training's default split says what to do instead.
+#[test]
+fn training_a_cache_without_folds_names_the_fix() {
+    let ds = tempfile::tempdir().unwrap();
+    let dir = ds.path().join("park");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(tau_mini().join("audio").join(format!("{}.wav", GOOD.0)), dir.join("a.wav")).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    assert!(prepare_cli(ds.path(), cache.path()).status.success());
+    let c = Cache::open(cache.path()).unwrap();
+    let err = avsc_host::train::data::split_items(&c, "fold1_train", 0.2, 0).unwrap_err().to_string();
+    assert!(err.contains("has no folds") && err.contains("--split all"), "{err}");
+    assert_eq!(avsc_host::train::data::split_items(&c, "all", 0.0, 0).unwrap().0.len(), 1);
+}

@@ -65,6 +65,7 @@ pub fn list(root: &Path) -> Result<Listing> {
                 audio,
                 visual,
                 label: Some(label),
+                folds: Vec::new(),
             });
         }
     }

@@ -35,6 +35,9 @@ pub struct Item {
     pub label: Option<Label>,
     /// Recording location: validation splits never put one location on both sides.
     pub location: String,
+    /// The official folds that list the clip (TAU's `evaluation_setup/fold1_*.csv`, e.g.
+    /// `["fold1_evaluate", "fold1_test"]`); empty where the layout has no folds.
+    pub folds: Vec<String>,
 }
 
 /// Which part of a dataset.
@@ -107,7 +110,13 @@ impl Dataset {
         Ok(Dataset { root: root.to_path_buf(), layout })
     }
 
-    /// The items of `split`. The folder layout has no official folds: every split is `All`.
+    /// Whether the dataset has official folds (TAU's `evaluation_setup/`).
+    pub fn has_folds(&self) -> bool {
+        self.layout == Layout::Tau && tau::has_folds(&self.root)
+    }
+
+    /// The items of `split`, each with the folds that list it. The folder layout has no
+    /// official folds: every split is `All`.
     pub fn list(&self, split: Split) -> Result<Listing> {
         match self.layout {
             Layout::Tau => tau::list(&self.root, split),

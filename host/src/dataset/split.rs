@@ -55,6 +55,7 @@ mod tests {
                         visual: None,
                         label: Some(label),
                         location: format!("{label}-city-{loc}"),
+                        folds: Vec::new(),
                     });
                 }
             }

@@ -69,6 +69,7 @@ pub fn list(root: &Path, split: Split) -> Result<Listing> {
         _ => Some(table.column("scene_label")?),
     };
     let mut listing = Listing::default();
+    let folds = fold_lists(&meta, &mut listing.errors);
     for (line, row) in &table.rows {
         let at = |c: usize| row.get(c).filter(|s| !s.is_empty());
         let where_ = format!("{} line {line}", table.path.display());
@@ -106,9 +107,46 @@ pub fn list(root: &Path, split: Split) -> Result<Listing> {
             visual: Some(Visual::Video(mp4)),
             label,
             location,
+            folds: folds.get(audio.as_str()).cloned().unwrap_or_default(),
         });
     }
     Ok(listing)
+}
+
+/// The official folds, read from whichever of `evaluation_setup/fold1_{train,evaluate,test}.csv`
+/// exist: `filename_audio` -> the folds listing it. A fold file that cannot be read, or a row
+/// without `filename_audio`, is one error line (the clip then carries no such fold).
+fn fold_lists(meta: &Path, errors: &mut Vec<String>) -> HashMap<String, Vec<String>> {
+    let mut folds: HashMap<String, Vec<String>> = HashMap::new();
+    for split in [Split::Fold1Train, Split::Fold1Evaluate, Split::Fold1Test] {
+        let path = meta.join("evaluation_setup").join(format!("{split}.csv"));
+        if !path.exists() {
+            continue;
+        }
+        let (table, col) = match Table::read(&path).and_then(|t| t.column("filename_audio").map(|c| (t, c))) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        for (line, row) in &table.rows {
+            match row.get(col).filter(|a| !a.is_empty()) {
+                Some(a) => folds.entry(a.clone()).or_default().push(split.to_string()),
+                None => errors.push(format!("{} line {line}: missing filename_audio", path.display())),
+            }
+        }
+    }
+    folds
+}
+
+/// Whether the dataset has any official fold list.
+pub fn has_folds(root: &Path) -> bool {
+    meta_dir(root).is_some_and(|m| {
+        [Split::Fold1Train, Split::Fold1Evaluate, Split::Fold1Test]
+            .iter()
+            .any(|s| m.join("evaluation_setup").join(format!("{s}.csv")).is_file())
+    })
 }
 
 #[cfg(test)]
@@ -141,6 +179,28 @@ mod tests {
         for t in &train.items {
             assert!(eval.items.iter().all(|e| e.location != t.location));
         }
+        // Every listing carries each clip's folds, so one `prepare` of everything keeps them.
+        for it in &all.items {
+            let in_train = train.items.iter().any(|t| t.id == it.id);
+            let expected: &[&str] = if in_train { &["fold1_train"] } else { &["fold1_evaluate", "fold1_test"] };
+            assert_eq!(it.folds, expected, "{}", it.id);
+        }
+        assert!(eval.items.iter().all(|e| e.folds == ["fold1_evaluate", "fold1_test"]));
+    }
+
+    #[test]
+    fn a_fold_list_without_filename_audio_is_named_and_the_rest_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        copy_meta(dir.path(), "");
+        let test = dir.path().join("evaluation_setup/fold1_test.csv");
+        let text = std::fs::read_to_string(&test).unwrap().replacen("filename_audio", "audio", 1);
+        std::fs::write(&test, text).unwrap();
+        let l = Dataset::open(dir.path()).unwrap().list(Split::All).unwrap();
+        assert_eq!(l.items.len(), 20);
+        assert_eq!(l.errors.len(), 1, "{:?}", l.errors);
+        assert!(l.errors[0].contains("fold1_test.csv") && l.errors[0].contains("filename_audio"), "{}", l.errors[0]);
+        assert!(l.items.iter().all(|i| !i.folds.iter().any(|f| f == "fold1_test")));
+        assert_eq!(l.items.iter().filter(|i| i.folds == ["fold1_evaluate"]).count(), 10);
     }
 
     /// Copy tau-mini's CSVs (not the media) into `dst`, under `sub`.

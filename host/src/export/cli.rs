@@ -33,7 +33,8 @@ pub struct ExportCli {
     /// Calibration clips for int8 (evenly spaced over the cache).
     #[arg(long, default_value_t = 64)]
     pub calibration_clips: usize,
-    /// Calibrate on this split of the cache only (e.g. fold1_train; default: every clip).
+    /// Calibrate on this split of the cache only (e.g. fold1_train; default: every clip outside
+    /// fold1_evaluate and fold1_test).
     #[arg(long)]
     pub calibration_split: Option<String>,
     /// int8 weight scales: per-channel (ConvInteger + float rescale: keeps f32's top-1),

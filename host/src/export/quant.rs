@@ -292,17 +292,26 @@ pub fn calibrate(bytes: &[u8], inputs: &[Array]) -> Result<Calibration> {
 
 /// Calibration inputs drawn from a feature cache: evenly spaced clips, the spectrogram stack
 /// of an audio network, the middle frame of a clip for a visual one.
+/// Folds kept for evaluation: never calibrated on by default.
+pub const HELD_OUT: [&str; 2] = ["fold1_evaluate", "fold1_test"];
+
 pub struct CalibrationSource {
     cache: Cache,
     clips: Vec<usize>,
 }
 
 impl CalibrationSource {
-    /// `clips` evenly spaced clips of the cache (of `split` only, when given).
+    /// `clips` evenly spaced clips of the cache: of `split` only, when given; else of every
+    /// clip outside the held-out folds ([`HELD_OUT`]), so calibration never sees a clip the
+    /// evaluation scores.
     pub fn open(cache: &Path, split: Option<&str>, clips: usize) -> Result<CalibrationSource> {
         let cache = Cache::open(cache)?;
+        let tags = |i: usize| &cache.manifest.items[i].splits;
         let pool: Vec<usize> = (0..cache.manifest.items.len())
-            .filter(|&i| split.is_none_or(|s| cache.manifest.items[i].splits.iter().any(|x| x == s)))
+            .filter(|&i| match split {
+                Some(s) => tags(i).iter().any(|x| x == s),
+                None => !tags(i).iter().any(|x| HELD_OUT.contains(&x.as_str())),
+            })
             .collect();
         let n = pool.len();
         ensure!(n > 0, "{}: no clips to calibrate on", cache.root.display());
@@ -345,6 +354,40 @@ impl CalibrationSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calibration_by_default_never_takes_a_held_out_clip() {
+        use crate::cache::{write_manifest, CacheItem, Manifest, SCHEMA_VERSION};
+        let dir = tempfile::tempdir().unwrap();
+        let item = |k: usize, splits: &[&str]| CacheItem {
+            id: format!("c{k}"),
+            label: Some("park".into()),
+            location: format!("l{k}"),
+            splits: splits.iter().map(|s| s.to_string()).collect(),
+        };
+        let items: Vec<CacheItem> = (0..12)
+            .map(|k| match k % 3 {
+                0 => item(k, &["fold1_train"]),
+                1 => item(k, &["fold1_evaluate", "fold1_test"]),
+                _ => item(k, &["all"]),
+            })
+            .collect();
+        let m = Manifest {
+            schema_version: SCHEMA_VERSION,
+            feature_preset: avsc_shared::FeaturePreset::paper(),
+            frame_preset: avsc_shared::FramePreset::default(),
+            labels: avsc_shared::LABELS.iter().map(|s| s.to_string()).collect(),
+            dataset: "test".into(),
+            items,
+        };
+        write_manifest(dir.path(), &m).unwrap();
+        let ids = |c: &CalibrationSource| -> Vec<usize> { c.clips.iter().map(|&i| i % 3).collect() };
+        let all = CalibrationSource::open(dir.path(), None, 100).unwrap();
+        assert_eq!(all.clips.len(), 8, "every clip outside fold1_evaluate/fold1_test");
+        assert!(ids(&all).iter().all(|&r| r != 1));
+        let eval = CalibrationSource::open(dir.path(), Some("fold1_evaluate"), 100).unwrap();
+        assert_eq!(ids(&eval), [1, 1, 1, 1], "an explicit split is taken as asked");
+    }
 
     #[test]
     fn zero_is_exact_and_weights_round_to_half_a_step() {

@@ -36,6 +36,7 @@ impl FusionData {
                 visual: None,
                 label: set.items[i].label(),
                 location: set.items[i].location.clone(),
+                folds: Vec::new(),
             })
             .collect();
         let (train, val) = grouped_validation_split(&items, val_fraction, seed);

@@ -1,6 +1,9 @@
 //! `avsc-host prepare`: a dataset split -> the feature cache (format in `cache/`).
 //! Parallel over clips, resumable (finished clips are skipped), atomic per clip; a bad clip
-//! is reported and the others still prepared.
+//! is reported and the others still prepared. Each cached clip records the official folds
+//! that list it (TAU's `evaluation_setup/`), whichever split was asked for, so one `prepare`
+//! of the whole dataset serves training on fold1_train and evaluation on fold1_evaluate;
+//! datasets without folds tag their clips with the split asked for.
 
 mod load;
 
@@ -44,6 +47,8 @@ pub struct Report {
     pub skipped: usize,
     pub failed: Vec<Failure>,
     pub notes: Vec<String>,
+    /// Clips of the whole cache (after this run) per fold or split tag.
+    pub folds: BTreeMap<String, usize>,
     pub seconds: f64,
 }
 
@@ -59,6 +64,13 @@ pub fn run(a: &PrepareArgs) -> Result<Report> {
     let listing = ds.list(a.split)?;
     std::fs::create_dir_all(a.out.join("items")).with_context(|| format!("{}: cannot create", a.out.display()))?;
     let mut manifest = existing_manifest(&a.out, a)?;
+    let mut run_notes = Vec::new();
+    if ds.layout == crate::dataset::Layout::Tau && !ds.has_folds() {
+        run_notes.push(format!(
+            "{}: no evaluation_setup/fold1_*.csv beside meta.csv: the clips carry no folds (train and evaluate with --split all)",
+            a.dataset.display()
+        ));
+    }
     let mut failed: Vec<Failure> =
         listing.errors.iter().map(|e| Failure { id: "-".into(), error: e.clone() }).collect();
     for e in &listing.errors {
@@ -120,13 +132,27 @@ pub fn run(a: &PrepareArgs) -> Result<Report> {
             location: item.location.clone(),
             splits: Vec::new(),
         });
-        if !e.splits.contains(&split) {
-            e.splits.push(split.clone());
+        // Labels come from meta.csv (fold1_test lists none): keep one once known.
+        if e.label.is_none() {
+            e.label = item.label.map(|l| l.name().to_string());
+        }
+        let tags = if item.folds.is_empty() { std::slice::from_ref(&split) } else { &item.folds[..] };
+        for t in tags {
+            if !e.splits.contains(t) {
+                e.splits.push(t.clone());
+            }
+        }
+    }
+    let mut folds = BTreeMap::new();
+    for it in by_id.values() {
+        for t in &it.splits {
+            *folds.entry(t.clone()).or_insert(0) += 1;
         }
     }
     manifest.items = by_id.into_values().collect();
     write_manifest(&a.out, &manifest)?;
-    let notes = notes.into_inner().unwrap();
+    let mut notes = notes.into_inner().unwrap();
+    notes.extend(run_notes);
     for n in &notes {
         eprintln!("warning: {n}");
     }
@@ -137,6 +163,7 @@ pub fn run(a: &PrepareArgs) -> Result<Report> {
         skipped,
         failed,
         notes,
+        folds,
         seconds: t0.elapsed().as_secs_f64(),
     };
     avsc_shared::write_atomic(&a.out.join("prepare-report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;

@@ -12,6 +12,8 @@ use avsc_shared::preset::DeltaParams;
 use avsc_shared::{Array3, FeatureKind, Normalisation};
 use half::f16;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -45,17 +47,72 @@ pub fn split_items(cache: &Cache, split: &str, fraction: f64, seed: u64) -> Resu
                 visual: None,
                 label: Some(label),
                 location: c.location.clone(),
+                folds: Vec::new(),
             })
         })
         .collect();
     if items.is_empty() {
+        let has_folds = cache.manifest.items.iter().any(|i| i.splits.iter().any(|s| s.starts_with("fold")));
+        if !has_folds && split != "all" {
+            bail!(
+                "the cache at {} has no folds (its dataset has no evaluation_setup/ fold lists); train with --split all",
+                cache.root.display()
+            );
+        }
         bail!("the cache at {} has no labelled items in split {split:?}", cache.root.display());
     }
     let (train, val) = grouped_validation_split(&items, fraction, seed);
-    let back = |v: Vec<Item>| -> Vec<CacheItem> {
-        v.iter().filter_map(|it| cache.manifest.items.iter().find(|c| c.id == it.id).cloned()).collect()
-    };
+    let index: HashMap<&str, &CacheItem> = cache.manifest.items.iter().map(|c| (c.id.as_str(), c)).collect();
+    let back = |v: Vec<Item>| -> Vec<CacheItem> { v.iter().map(|it| index[it.id.as_str()].clone()).collect() };
     Ok((back(train), back(val)))
+}
+
+/// Which clips a Phase I run trained and validated on: `OUT/split.json`. Phase II and a
+/// reader of the run can check from it that no held-out clip was used.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitRecord {
+    /// The cache folder, as given.
+    pub cache: String,
+    pub split: String,
+    pub val_fraction: f64,
+    pub seed: u64,
+    pub train: Vec<String>,
+    pub validation: Vec<String>,
+}
+
+pub const SPLIT_FILE: &str = "split.json";
+
+impl SplitRecord {
+    pub fn new(
+        cache: &Cache,
+        split: &str,
+        val_fraction: f64,
+        seed: u64,
+        train: &[CacheItem],
+        val: &[CacheItem],
+    ) -> Self {
+        let ids = |v: &[CacheItem]| v.iter().map(|c| c.id.clone()).collect();
+        SplitRecord {
+            cache: cache.root.display().to_string(),
+            split: split.to_string(),
+            val_fraction,
+            seed,
+            train: ids(train),
+            validation: ids(val),
+        }
+    }
+
+    /// Written atomically into `out` (created if needed).
+    pub fn write(&self, out: &Path) -> Result<()> {
+        std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+        avsc_shared::write_atomic(&out.join(SPLIT_FILE), serde_json::to_string_pretty(self)?.as_bytes())
+    }
+
+    pub fn read(run: &Path) -> Result<SplitRecord> {
+        let path = run.join(SPLIT_FILE);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{}: not a split record", path.display()))
+    }
 }
 
 fn label_of(item: &CacheItem) -> usize {

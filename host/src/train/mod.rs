@@ -196,6 +196,7 @@ pub fn train_audio_with(
 ) -> Result<TrainSummary> {
     let cache = Cache::open(cache)?;
     let (train, val) = data::split_items(&cache, &cfg.split, cfg.val_fraction, cfg.seed)?;
+    data::SplitRecord::new(&cache, &cfg.split, cfg.val_fraction, cfg.seed, &train, &val).write(out)?;
     eprintln!("audio {kind}: {} training clips, {} validation clips", train.len(), val.len());
     let data = data::AudioData::load(&cache, kind, &train, &val)?;
     let model = math::redraw(net.init(&Device::flex()), init_seed(cfg));
@@ -216,6 +217,7 @@ pub fn train_visual(
 ) -> Result<TrainSummary> {
     let cache = Cache::open(cache)?;
     let (train, val) = data::split_items(&cache, &cfg.split, cfg.val_fraction, cfg.seed)?;
+    data::SplitRecord::new(&cache, &cfg.split, cfg.val_fraction, cfg.seed, &train, &val).write(out)?;
     eprintln!("visual {}: {} training clips, {} validation clips", backbone.torchvision_name(), train.len(), val.len());
     let norm = match backbone {
         VisualBackbone::InceptionV3 => Normalisation::MinusOneOne,
