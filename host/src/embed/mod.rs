@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! EMB/
-//!   index.json            schema, size preset, the clips (id, label, location, splits)
+//!   index.json            schema, size preset, the clips (id, label, location, splits), the
+//!                         Phase-I runs' common split and the set's fingerprint
 //!   aud_mel.fc1024.npy    [clips, 1024] f32, rows in index order
 //!   aud_mel.fc10.npy      [clips, 10]
 //!   ... the same for aud_gam, aud_cqt, vis_inc, vis_conv
@@ -19,7 +20,7 @@ use crate::nets::convnext_tiny::ConvNextTinyConfig;
 use crate::nets::inception_v3::InceptionV3Config;
 use crate::nets::resinception::ResInceptionConfig;
 use crate::nets::{load_module, SizePreset};
-use crate::train::data::read_frames;
+use crate::train::data::{read_frames, SplitRecord};
 use crate::train::Net;
 use anyhow::{bail, ensure, Context, Result};
 use avsc_shared::bundle::{EmbeddingKind, Role};
@@ -42,6 +43,13 @@ struct Index {
     size: String,
     roles: Vec<Role>,
     items: Vec<CacheItem>,
+    /// The split all five Phase-I runs trained and validated on (absent in sets written
+    /// before runs recorded it).
+    #[serde(default)]
+    phase1: Option<SplitRecord>,
+    /// [`EmbeddingSet::fingerprint`], for people and scripts (readers recompute it).
+    #[serde(default)]
+    fingerprint: String,
 }
 
 /// The embeddings of every clip of a cache under each backbone.
@@ -49,6 +57,9 @@ struct Index {
 pub struct EmbeddingSet {
     pub items: Vec<CacheItem>,
     pub size: SizePreset,
+    /// The split the Phase-I backbones trained and validated on: Phase II must not validate
+    /// on a clip they trained on.
+    pub phase1: Option<SplitRecord>,
     /// role → (FC(1024) rows, FC(10) rows), row-major.
     data: BTreeMap<Role, (Vec<f32>, Vec<f32>)>,
 }
@@ -117,7 +128,25 @@ impl EmbeddingSet {
     }
 
     pub fn new(items: Vec<CacheItem>, size: SizePreset) -> EmbeddingSet {
-        EmbeddingSet { items, size, data: BTreeMap::new() }
+        EmbeddingSet { items, size, phase1: None, data: BTreeMap::new() }
+    }
+
+    /// SHA-256 (hex) of what a head learns from: the clips (id, label, splits) and every
+    /// role's arrays. A head records it; evaluation and resumption compare it.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(self.size.to_string().as_bytes());
+        for it in &self.items {
+            h.update(format!("{}\t{:?}\t{:?}\n", it.id, it.label, it.splits).as_bytes());
+        }
+        for (role, (fc1024, fc10)) in &self.data {
+            h.update(role.name().as_bytes());
+            for v in fc1024.iter().chain(fc10) {
+                h.update(v.to_le_bytes());
+            }
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Write the arrays, then `index.json` (each file atomically; the index last).
@@ -133,6 +162,8 @@ impl EmbeddingSet {
             size: self.size.to_string(),
             roles: self.data.keys().copied().collect(),
             items: self.items.clone(),
+            phase1: self.phase1.clone(),
+            fingerprint: self.fingerprint(),
         };
         avsc_shared::write_atomic(&dir.join("index.json"), serde_json::to_string_pretty(&index)?.as_bytes())
     }
@@ -161,7 +192,7 @@ impl EmbeddingSet {
             let fc10 = load("fc10", NUM_CLASSES)?;
             data.insert(*role, (fc1024, fc10));
         }
-        Ok(EmbeddingSet { items: index.items, size: index.size.parse()?, data })
+        Ok(EmbeddingSet { items: index.items, size: index.size.parse()?, phase1: index.phase1, data })
     }
 }
 
@@ -186,6 +217,7 @@ pub fn run(a: &EmbedArgs) -> Result<EmbeddingSet> {
         bail!("{}: the cache has no clips", a.cache.display());
     }
     let mut set = EmbeddingSet::new(items, a.size);
+    set.phase1 = Some(common_split(&a.runs)?);
     for role in Role::BACKBONES {
         let model = model_path(&a.runs, role);
         if !model.exists() {
@@ -198,6 +230,41 @@ pub fn run(a: &EmbedArgs) -> Result<EmbeddingSet> {
     }
     set.write(&a.out)?;
     Ok(set)
+}
+
+/// The split shared by the five Phase-I runs under `runs` (their `split.json`): Phase II
+/// validates on clips no backbone trained on only when all five held out the same clips.
+pub fn common_split(runs: &Path) -> Result<SplitRecord> {
+    let mut first: Option<(Role, SplitRecord)> = None;
+    for role in Role::BACKBONES {
+        let dir = runs.join(role.name());
+        let rec = SplitRecord::read(&dir).with_context(|| {
+            format!("the {} run does not say which clips it trained on (train it again)", role.name())
+        })?;
+        match &first {
+            None => first = Some((role, rec)),
+            Some((r0, rec0)) => {
+                let same_clips = rec.train == rec0.train && rec.validation == rec0.validation;
+                ensure!(
+                    same_clips,
+                    "the {} and {} runs trained on different splits (split {} / {}, val fraction {} / {}, seed {} / {}, \
+                     cache {} / {}): Phase II would validate on clips a backbone trained on; train all five with the \
+                     same --split, --val-fraction, --seed and cache",
+                    r0.name(),
+                    role.name(),
+                    rec0.split,
+                    rec.split,
+                    rec0.val_fraction,
+                    rec.val_fraction,
+                    rec0.seed,
+                    rec.seed,
+                    rec0.cache,
+                    rec.cache
+                );
+            }
+        }
+    }
+    Ok(first.expect("five backbones").1)
 }
 
 fn embed_role(
@@ -317,6 +384,29 @@ mod tests {
     }
 
     #[test]
+    fn phase_one_runs_must_share_one_split() {
+        let runs = tempfile::tempdir().unwrap();
+        let rec = |seed: u64, val: &[&str]| SplitRecord {
+            cache: "C".into(),
+            split: "fold1_train".into(),
+            val_fraction: 0.2,
+            seed,
+            train: vec!["a".into(), "b".into()],
+            validation: val.iter().map(|s| s.to_string()).collect(),
+        };
+        for role in Role::BACKBONES {
+            rec(0, &["c"]).write(&runs.path().join(role.name())).unwrap();
+        }
+        assert_eq!(common_split(runs.path()).unwrap(), rec(0, &["c"]));
+        rec(3, &["d"]).write(&runs.path().join("vis_conv")).unwrap();
+        let e = common_split(runs.path()).unwrap_err().to_string();
+        assert!(e.contains("aud_mel and vis_conv") && e.contains("seed 0 / 3"), "{e}");
+        std::fs::remove_file(runs.path().join("aud_gam/split.json")).unwrap();
+        let e = format!("{:#}", common_split(runs.path()).unwrap_err());
+        assert!(e.contains("aud_gam run does not say which clips") && e.contains("split.json"), "{e}");
+    }
+
+    #[test]
     fn round_trip_and_lookup() {
         let items = vec![item("a", "park", "fold1_train"), item("b", "bus", "fold1_evaluate")];
         let mut set = EmbeddingSet::new(items, SizePreset::Tiny);
@@ -327,6 +417,7 @@ mod tests {
         set.write(dir.path()).unwrap();
         let back = EmbeddingSet::read(dir.path()).unwrap();
         assert_eq!(back.len(), 2);
+        assert_eq!(back.fingerprint(), set.fingerprint(), "the same set after a round trip");
         assert_eq!(back.get(Role::AudMel, EmbeddingKind::Fc1024, 1)[0], 1024.0);
         assert_eq!(back.get(Role::AudMel, EmbeddingKind::Fc10, 1), &fc10_row(1)[..]);
         assert_eq!(back.labelled("fold1_evaluate"), vec![1]);

@@ -189,6 +189,7 @@ pub fn run(
     let device = device.open()?;
     let mut results = Vec::new();
     for dir in heads {
+        fusion::check_trained_on(dir, set)?;
         let (spec, head) = fusion::load(dir, &device)?;
         results.push(evaluate_head(set, &spec, &head, split, &device)?);
     }

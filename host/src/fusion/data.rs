@@ -1,11 +1,11 @@
 //! Phase II training data: per clip, the k backbone embeddings a head reads, stacked.
 
 use super::FusionSpec;
-use crate::dataset::{grouped_validation_split, Item};
 use crate::embed::EmbeddingSet;
 use crate::rng::SplitMix64;
 use crate::train::data::{Data, Sample};
-use anyhow::{bail, Result};
+use anyhow::{bail, ensure, Result};
+use std::collections::HashSet;
 
 /// The stacked `[k, d]` embeddings of one clip for `spec`.
 pub fn stacked(set: &EmbeddingSet, spec: &FusionSpec, clip: usize) -> Vec<f32> {
@@ -13,8 +13,9 @@ pub fn stacked(set: &EmbeddingSet, spec: &FusionSpec, clip: usize) -> Vec<f32> {
     spec.modalities.sources().iter().flat_map(|&r| set.get(r, kind, clip).iter().copied()).collect()
 }
 
-/// Embeddings of a split's labelled clips, divided by location exactly as Phase I divided
-/// them (same fraction and seed), so Phase II validates on clips no backbone trained on.
+/// Embeddings of a split's labelled clips, divided as Phase I divided them: validation is
+/// exactly the clips the Phase-I runs held out (recorded in the embeddings), so Phase II
+/// validates on clips no backbone trained on.
 pub struct FusionData {
     spec: FusionSpec,
     /// (stacked embeddings, label)
@@ -23,32 +24,27 @@ pub struct FusionData {
 }
 
 impl FusionData {
-    pub fn new(set: &EmbeddingSet, spec: FusionSpec, split: &str, val_fraction: f64, seed: u64) -> Result<FusionData> {
+    pub fn new(set: &EmbeddingSet, spec: FusionSpec, split: &str) -> Result<FusionData> {
         let clips = set.labelled(split);
         if clips.is_empty() {
             bail!("no labelled clips in split {split:?} of the embeddings");
         }
-        let items: Vec<Item> = clips
-            .iter()
-            .map(|&i| Item {
-                id: set.items[i].id.clone(),
-                audio: None,
-                visual: None,
-                label: set.items[i].label(),
-                location: set.items[i].location.clone(),
-                folds: Vec::new(),
-            })
-            .collect();
-        let (train, val) = grouped_validation_split(&items, val_fraction, seed);
-        let index: std::collections::HashMap<&str, usize> =
-            set.items.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
-        let rows = |part: Vec<Item>| -> Vec<(Vec<f32>, usize)> {
-            part.iter()
-                .map(|it| {
-                    let clip = index[it.id.as_str()];
-                    (stacked(set, &spec, clip), it.label.expect("labelled").index())
-                })
-                .collect()
+        let Some(p1) = &set.phase1 else {
+            bail!(
+                "these embeddings do not record which clips the Phase-I runs held out (made by an older build): \
+                 run embed again"
+            );
+        };
+        let held_out: HashSet<&str> = p1.validation.iter().map(String::as_str).collect();
+        let (val, train): (Vec<usize>, Vec<usize>) =
+            clips.into_iter().partition(|&i| held_out.contains(set.items[i].id.as_str()));
+        ensure!(
+            !train.is_empty(),
+            "every labelled clip of split {split:?} was held out by Phase I ({}): nothing to train the head on",
+            p1.split
+        );
+        let rows = |part: Vec<usize>| -> Vec<(Vec<f32>, usize)> {
+            part.into_iter().map(|c| (stacked(set, &spec, c), set.label(c).expect("labelled"))).collect()
         };
         Ok(FusionData { spec, train: rows(train), val: rows(val) })
     }

@@ -253,11 +253,23 @@ impl crate::train::Net for FusionHead {
 /// `OUT/head.json` beside a trained head: what it is, so it can be loaded without flags.
 pub const SPEC_FILE: &str = "head.json";
 
-/// Phase II: train a fusion head on the embeddings of `cfg.split` (validation: the same
-/// location-grouped part Phase I held out). Writes OUT/head.json, OUT/best.bpk, metrics and
+/// Phase II: train a fusion head on the embeddings of `cfg.split` (validation: the clips the
+/// Phase-I runs held out, as the embeddings record them). Writes OUT/head.json, OUT/best.bpk, metrics and
 /// checkpoints like a Phase-I run.
 pub fn train(set: &EmbeddingSet, spec: FusionSpec, cfg: &TrainConfig, out: &Path) -> Result<TrainSummary> {
-    let data = data::FusionData::new(set, spec, &cfg.split, cfg.val_fraction, cfg.seed)?;
+    let data = data::FusionData::new(set, spec, &cfg.split)?;
+    let fingerprint = set.fingerprint();
+    let mut cfg = cfg.clone();
+    if cfg.resume && trained_on(out).as_deref() != Some(fingerprint.as_str()) {
+        // A head trained (or half trained) on other embeddings starts again: resuming it
+        // would keep weights fitted to inputs that no longer exist.
+        let ckpt = out.join("checkpoint");
+        if ckpt.exists() {
+            eprintln!("{}: the embeddings changed since this head was trained; training it again", out.display());
+            std::fs::remove_dir_all(&ckpt).with_context(|| format!("clearing {}", ckpt.display()))?;
+        }
+        cfg.resume = false;
+    }
     eprintln!(
         "fusion {} ({}): {} training clips, {} validation clips",
         spec.kind,
@@ -267,10 +279,40 @@ pub fn train(set: &EmbeddingSet, spec: FusionSpec, cfg: &TrainConfig, out: &Path
     );
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     avsc_shared::write_atomic(&out.join(SPEC_FILE), serde_json::to_string_pretty(&spec)?.as_bytes())?;
+    avsc_shared::write_atomic(&out.join(EMBEDDINGS_FILE), fingerprint.as_bytes())?;
     let seed = crate::rng::SplitMix64::derive(cfg.seed, 0xF05E).next_u64();
     let head = crate::train::math::redraw(spec.init(&Device::flex()), seed);
-    let meta = serde_json::json!({ "task": "fusion", "fusion": spec.kind, "modalities": spec.modalities });
-    crate::train::engine::run(head, &data, cfg, out, meta)
+    let meta = serde_json::json!({
+        "task": "fusion", "fusion": spec.kind, "modalities": spec.modalities, "embeddings": fingerprint
+    });
+    crate::train::engine::run(head, &data, &cfg, out, meta)
+}
+
+/// `OUT/embeddings.sha256` beside a head: [`EmbeddingSet::fingerprint`] of the set it was
+/// trained on.
+pub const EMBEDDINGS_FILE: &str = "embeddings.sha256";
+
+/// The fingerprint of the embeddings the head in `dir` was trained on, if recorded.
+pub fn trained_on(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join(EMBEDDINGS_FILE)).ok().map(|s| s.trim().to_string())
+}
+
+/// Refuses a head trained on other embeddings than `set` (its scores would be meaningless).
+pub fn check_trained_on(dir: &Path, set: &EmbeddingSet) -> Result<()> {
+    let want = set.fingerprint();
+    match trained_on(dir) {
+        Some(f) if f == want => Ok(()),
+        Some(f) => bail!(
+            "{}: this head was trained on other embeddings (sha256 {}…, these are {}…): train it again",
+            dir.display(),
+            &f[..f.len().min(12)],
+            &want[..12]
+        ),
+        None => bail!(
+            "{}: no {EMBEDDINGS_FILE}: this head does not record which embeddings it was trained on; train it again",
+            dir.display()
+        ),
+    }
 }
 
 /// A trained head from its run folder (`head.json` + `best.bpk`), on `device`.

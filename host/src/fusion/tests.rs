@@ -147,3 +147,81 @@ fn backbones_get_no_gradient() {
         assert!(without > 50);
     }
 }
+
+/// 40 labelled fold1_train clips (10 classes x 4 locations) with embeddings that carry the
+/// label (plus `shift`), and the Phase-I split that held out every class's location 0.
+fn small_set(shift: f32) -> EmbeddingSet {
+    use crate::cache::CacheItem;
+    let mut items = Vec::new();
+    for class in 0..NUM_CLASSES {
+        for loc in 0..4 {
+            items.push(CacheItem {
+                id: format!("c{class}-l{loc}"),
+                label: Some(avsc_shared::LABELS[class].to_string()),
+                location: format!("c{class}-l{loc}"),
+                splits: vec!["fold1_train".into()],
+            });
+        }
+    }
+    let (val, train): (Vec<&CacheItem>, Vec<&CacheItem>) = items.iter().partition(|c| c.id.ends_with("-l0"));
+    let ids = |v: Vec<&CacheItem>| v.iter().map(|c| c.id.clone()).collect();
+    let phase1 = crate::train::data::SplitRecord {
+        cache: "C".into(),
+        split: "fold1_train".into(),
+        val_fraction: 0.2,
+        seed: 0,
+        train: ids(train),
+        validation: ids(val),
+    };
+    let n = items.len();
+    let labels: Vec<usize> = items.iter().map(|c| c.label().unwrap().index()).collect();
+    let mut set = EmbeddingSet::new(items, crate::nets::SizePreset::Tiny);
+    set.phase1 = Some(phase1);
+    let mut rng = crate::rng::SplitMix64::new(7);
+    for role in Role::BACKBONES {
+        let fc1024: Vec<f32> = (0..n * 1024).map(|_| rng.normal() as f32 * 0.1 + shift).collect();
+        let fc10: Vec<f32> = (0..n * NUM_CLASSES)
+            .map(|i| if i % NUM_CLASSES == labels[i / NUM_CLASSES] { 2.0 } else { 0.0 } + shift)
+            .collect();
+        set.insert(role, fc1024, fc10);
+    }
+    set
+}
+
+#[test]
+fn phase_two_validates_on_exactly_the_clips_phase_one_held_out() {
+    let set = small_set(0.0);
+    let spec = FusionSpec::new(FusionKind::F4, Modalities::Av).unwrap();
+    let d = data::FusionData::new(&set, spec, "fold1_train").unwrap();
+    assert_eq!((d.train_len(), crate::train::data::Data::val_len(&d)), (30, 10));
+    let mut old = set.clone();
+    old.phase1 = None;
+    let e = data::FusionData::new(&old, spec, "fold1_train").err().unwrap().to_string();
+    assert!(e.contains("run embed again"), "{e}");
+}
+
+#[test]
+fn a_head_is_retrained_when_its_embeddings_change_and_evaluation_refuses_other_embeddings() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = FusionSpec::new(FusionKind::F4, Modalities::Av).unwrap();
+    let cfg = crate::pipeline::fusion_config("fold1_train", 0, 2);
+    let (a, b) = (small_set(0.0), small_set(0.5));
+    let first = train(&a, spec, &cfg, dir.path()).unwrap();
+    assert_eq!(trained_on(dir.path()), Some(a.fingerprint()));
+    // Finished and unchanged: resuming keeps it (no epoch trained again).
+    let again = train(&a, spec, &cfg, dir.path()).unwrap();
+    assert_eq!(again.history, first.history);
+    // New embeddings: trained again from the start, not resumed.
+    let changed = train(&b, spec, &cfg, dir.path()).unwrap();
+    assert_eq!(changed.epochs, 2);
+    assert_ne!(changed.history[0].train_loss, first.history[0].train_loss);
+    assert_eq!(trained_on(dir.path()), Some(b.fingerprint()));
+    assert_ne!(a.fingerprint(), b.fingerprint());
+
+    let eval = tempfile::tempdir().unwrap();
+    let heads = [dir.path().to_path_buf()];
+    let device = crate::compute::ComputeDevice::Cpu;
+    let e = crate::evaluate::run(&a, &heads, "fold1_train", eval.path(), device).err().unwrap().to_string();
+    assert!(e.contains("trained on other embeddings"), "{e}");
+    assert!(crate::evaluate::run(&b, &heads, "fold1_train", eval.path(), device).is_ok());
+}
