@@ -1,11 +1,12 @@
 //! Feature extraction speed for one 10-s stereo clip (the golden `input_scene_10s`),
-//! single thread, `paper` preset. Compare with `benches/reference_librosa.py`, which
+//! single thread, `paper` preset, and the 48 -> 32 kHz resampler on 10 s of stereo. Compare with `benches/reference_librosa.py`, which
 //! times librosa 0.11 / gammatone 1.0.3 on the same input:
 //!
 //!     cargo bench -p avsc-shared --bench features
 //!     python3 shared/benches/reference_librosa.py
 
 use avsc_shared::dsp::deltas::stack6;
+use avsc_shared::dsp::resample::Resampler;
 use avsc_shared::dsp::FeatureExtractor;
 use avsc_shared::{npy, reference_dir, FeatureKind, FeaturePreset};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -48,6 +49,11 @@ fn bench(c: &mut Criterion) {
     g.bench_function("deltas", |b| b.iter(|| black_box(stack6(black_box(&db), &preset.deltas))));
     g.bench_function("all_three_stacks", |b| b.iter(|| black_box(fx.stacks_all(black_box(&ch)))));
     g.bench_function("extractor_new", |b| b.iter(|| black_box(FeatureExtractor::new(&preset))));
+    // The device's microphone rate to the feature rate: 10 s of 48 kHz stereo -> 32 kHz.
+    let r = Resampler::new(48_000, 32_000, &preset.resample);
+    let mic: Vec<f32> = (0..480_000).map(|i| (i as f32 * 0.131).sin() * 0.5).collect();
+    g.bench_function("resample_48k_to_32k", |b| b.iter(|| [r.process(black_box(&mic)), r.process(black_box(&mic))]));
+    g.bench_function("resampler_new", |b| b.iter(|| black_box(Resampler::new(48_000, 32_000, &preset.resample))));
     g.finish();
 }
 

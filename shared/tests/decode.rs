@@ -328,26 +328,3 @@ fn corrupt_mdat_is_an_error() {
     let msg = assert_names_file(decode_video_frames(&path, 2.0, None), &path);
     println!("corrupt slice: {msg}");
 }
-
-/// Decode cost of one 10-s 720p clip; run in release:
-/// `cargo test --release -p avsc-shared --features decode --test decode -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn decode_speed() {
-    let path = &clips()[0];
-    for _ in 0..3 {
-        let t = std::time::Instant::now();
-        let frames = decode_video_frames(path, 2.0, None).unwrap();
-        let tv = t.elapsed();
-        let t = std::time::Instant::now();
-        let audio = decode_audio(path).unwrap();
-        let ta = t.elapsed();
-        println!(
-            "{} frames in {:.0} ms, {} audio samples in {:.0} ms",
-            frames.len(),
-            tv.as_secs_f64() * 1e3,
-            audio.n_samples(),
-            ta.as_secs_f64() * 1e3
-        );
-    }
-}

@@ -155,25 +155,3 @@ fn pb_scene_stack_deltas_valid5() {
     let s = stats("PB_scene_10s_cqt_db[2:-2] (stack statics)", &statics, &want);
     assert!(s.median <= 0.05 && s.p99 <= 1.0);
 }
-
-/// `cargo test --release -p avsc-shared --test golden_cqt -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn timing_paper_preset_10s_stereo() {
-    let p = FeaturePreset::paper();
-    let x = load_input("scene_10s");
-    let t0 = std::time::Instant::now();
-    let mut cqt = Cqt::new(p.sample_rate, p.stft.hop_length, p.n_bins, p.fmin, &p.cqt);
-    eprintln!("Cqt::new (kernels, plans): {:.2} ms", t0.elapsed().as_secs_f64() * 1e3);
-    let mut buf = Vec::new();
-    let mut times = Vec::new();
-    for _ in 0..30 {
-        let t = std::time::Instant::now();
-        for ch in &x {
-            cqt.magnitude(ch, &mut buf);
-        }
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    eprintln!("CQT paper preset, 10 s stereo: min {:.2} ms, median {:.2} ms", times[0], times[times.len() / 2]);
-}

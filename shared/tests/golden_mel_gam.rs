@@ -3,11 +3,6 @@
 
 mod common;
 
-use avsc_shared::dsp::db::power_to_db;
-use avsc_shared::dsp::deltas::stack6;
-use avsc_shared::dsp::gammatone::GammatoneFilterbank;
-use avsc_shared::dsp::mel::MelFilterbank;
-use avsc_shared::dsp::stft::Stft;
 use avsc_shared::dsp::FeatureExtractor;
 use avsc_shared::{Array3, FeatureKind, FeaturePreset};
 use common::{load3, load_input, max_abs_diff};
@@ -182,77 +177,4 @@ fn stacks_all_matches_stack() {
             assert_eq!(a, &fx.stack(k, &ch), "{tag} {k}");
         }
     }
-}
-
-/// Timing of this module's part of the `paper` pipeline on the 10-s stereo scene:
-/// `cargo test --release -p avsc-shared --test golden_mel_gam -- --ignored --nocapture timing`
-#[test]
-#[ignore]
-fn timing_paper_mel_gam() {
-    use std::time::Instant;
-    let p = FeaturePreset::paper();
-    let x = load_input("scene_10s");
-    let s = &p.stft;
-    let mut stft = Stft::new(s.n_fft, s.win_length, s.hop_length, s.center);
-    let mel = MelFilterbank::new(p.sample_rate, s.n_fft, p.n_bins, p.fmin, p.fmax);
-    let gam = GammatoneFilterbank::new(p.sample_rate, p.gammatone.n_fft, p.n_bins, p.gammatone.width, p.fmin, p.fmax);
-    eprintln!("gammatone weights kept: {} of {} dense", gam.kept_weights(), p.n_bins * (s.n_fft / 2 + 1));
-    let mut power = Vec::new();
-    let runs = 30;
-    let mut best = [f64::INFINITY; 5];
-    for _ in 0..runs {
-        let mut tm = [0.0; 5];
-        let mut mel_out = Vec::new();
-        let mut gam_out = Vec::new();
-        let mut t = 0;
-        for ch in &x {
-            let t0 = Instant::now();
-            t = stft.power(ch, &mut power);
-            let t1 = Instant::now();
-            let mut m = vec![0.0; p.n_bins * t];
-            mel.apply(&power, t, &mut m);
-            let t2 = Instant::now();
-            let mut g = vec![0.0; p.n_bins * t];
-            gam.apply(&power, t, &mut g);
-            let t3 = Instant::now();
-            tm[0] += (t1 - t0).as_secs_f64();
-            tm[1] += (t2 - t1).as_secs_f64();
-            tm[2] += (t3 - t2).as_secs_f64();
-            mel_out.extend(m);
-            gam_out.extend(g.iter().map(|v| v * v));
-        }
-        let t3 = Instant::now();
-        let mut mel_db = Array3::from_vec([2, p.n_bins, t], mel_out);
-        let mut gam_db = Array3::from_vec([2, p.n_bins, t], gam_out);
-        for c in 0..2 {
-            power_to_db(mel_db.channel_mut(c), &p.db);
-            power_to_db(gam_db.channel_mut(c), &p.db);
-        }
-        let t4 = Instant::now();
-        let a = stack6(&mel_db, &p.deltas);
-        let b = stack6(&gam_db, &p.deltas);
-        let t5 = Instant::now();
-        assert_eq!(a.shape, b.shape);
-        tm[3] = (t4 - t3).as_secs_f64();
-        tm[4] = (t5 - t4).as_secs_f64();
-        for (b, v) in best.iter_mut().zip(tm) {
-            *b = b.min(v);
-        }
-    }
-    let names = ["stft (2 ch)", "mel apply", "gam apply", "dB (mel+gam)", "deltas (mel+gam)"];
-    for (n, b) in names.iter().zip(best) {
-        eprintln!("{n:18} {:7.3} ms (best of {runs})", b * 1e3);
-    }
-    eprintln!("{:18} {:7.3} ms", "sum", best.iter().sum::<f64>() * 1e3);
-    // The whole feature set, CQT included, through the public API.
-    let ch: Vec<&[f32]> = x.iter().map(Vec::as_slice).collect();
-    let mut fx = FeatureExtractor::new(&p);
-    let mut whole = f64::INFINITY;
-    for _ in 0..runs {
-        let t0 = Instant::now();
-        let stacks = fx.stacks_all(&ch);
-        whole = whole.min(t0.elapsed().as_secs_f64());
-        assert_eq!(stacks[0].shape, [6, 128, 305]);
-    }
-    eprintln!("{:18} {:7.3} ms (best of {runs})", "stacks_all", whole * 1e3);
 }

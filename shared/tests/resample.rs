@@ -115,22 +115,3 @@ fn decimator_gain_length_and_rejection() {
         assert!(db < -110.0, "/{f}: {db} dB");
     }
 }
-
-/// `cargo test --release -p avsc-shared --test resample -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn timing_48k_10s_stereo() {
-    let t0 = std::time::Instant::now();
-    let r = Resampler::new(48_000, 32_000, &product());
-    eprintln!("Resampler::new: {:.2} ms", t0.elapsed().as_secs_f64() * 1e3);
-    let x = tone(48_000, 1000.0, 10.0);
-    let mut best = f64::MAX;
-    for _ in 0..5 {
-        let t = std::time::Instant::now();
-        for _ in 0..2 {
-            std::hint::black_box(r.process(&x));
-        }
-        best = best.min(t.elapsed().as_secs_f64() * 1e3);
-    }
-    eprintln!("48k -> 32k, 10 s stereo: {best:.1} ms");
-}

@@ -168,20 +168,6 @@ fn tiny_visual_net_trains_on_frames() {
     assert!(m.train_loss.is_finite() && m.val_log_loss.is_finite() && (0.0..=1.0).contains(&m.val_accuracy));
 }
 
-/// Timing at the paper's input size (2 x 128 x 309 statics → 6 x 128 x 305):
-/// `cargo test -p avsc-host --release --lib train::tests::tiny_audio_epoch_time -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn tiny_audio_epoch_time_at_paper_input_size() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    synthetic_cache_sized(&cache, 4, 2, 5, 0, 128, 309).unwrap();
-    let cfg = TrainConfig { epochs: 1, batch_size: 8, val_fraction: 0.2, ..tiny_cfg(1) };
-    let s = train_audio(&cache, FeatureKind::Cqt, SizePreset::Tiny, &cfg, &dir.path().join("o")).unwrap();
-    eprintln!("tiny audio at 6x128x305: {:.2} s for one epoch (train + validation)", s.history[0].seconds);
-}
-
 /// Every GPU backend compiled in trains the same network to the same losses as the CPU
 /// ([`parity::check`]). Needs a build with `wgpu` and/or `cuda` and their driver (for wgpu,
 /// Mesa's lavapipe will do):
