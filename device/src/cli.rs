@@ -303,16 +303,20 @@ fn jobs(inputs: &[PathBuf]) -> Result<Vec<Job>> {
         if p.is_dir() {
             match jobs.last_mut() {
                 Some(Job::Wav(_, frames @ None)) => *frames = Some(p.clone()),
-                _ => bail!("{}: an image folder must follow a WAV file", p.display()),
+                _ => bail!("{}: an image folder must follow an audio file", p.display()),
             }
             continue;
         }
         let ext = p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
         match ext.as_deref() {
-            Some("wav") => jobs.push(Job::Wav(p.clone(), None)),
             Some("mp4" | "m4v" | "mov") => jobs.push(Job::Mp4(p.clone())),
+            Some(e) if avsc_shared::decode::AUDIO_EXTENSIONS.contains(&e) => jobs.push(Job::Wav(p.clone(), None)),
             _ if !p.exists() => bail!("{}: no such file", p.display()),
-            _ => bail!("{}: not an MP4 or WAV file, nor an image folder", p.display()),
+            _ => bail!(
+                "{}: not a video (mp4, mov), an audio file ({}), nor an image folder",
+                p.display(),
+                avsc_shared::decode::AUDIO_EXTENSIONS.join(", ")
+            ),
         }
     }
     Ok(jobs)

@@ -151,3 +151,50 @@ fn bad_inputs_and_bundles_fail_in_one_line() {
     let o = run(bin().args(["classify", "--hop", "0", "--bundle"]).arg(&bundle).arg(&wav));
     assert!(one_line_error(&o).contains("--hop"));
 }
+
+/// The field recordings users have, made from a tau-mini WAV by Debian's ffmpeg (installed
+/// by .ci/run; the device never calls it): each classifies to one audio-only line; FLAC,
+/// being lossless, gives the WAV's own probabilities; 5.1 is mixed down with a note.
+#[test]
+fn flac_ogg_mp3_8bit_and_surround_recordings_classify() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = write_bundle(&dir.path().join("b"), BundleSpec::default());
+    let wav = first("audio", "wav");
+    let convert = |args: &[&str], name: &str| -> PathBuf {
+        let out = dir.path().join(name);
+        let o = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+            .arg(&wav)
+            .args(args)
+            .arg(&out)
+            .output()
+            .expect("ffmpeg makes these fixtures: apt-get install ffmpeg (.ci/run does)");
+        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        out
+    };
+    let files = [
+        convert(&["-c:a", "flac"], "rec.flac"),
+        convert(&["-c:a", "libvorbis"], "rec.ogg"),
+        convert(&["-c:a", "libmp3lame", "-b:a", "128k"], "rec.mp3"),
+        convert(&["-c:a", "pcm_u8", "-ar", "22050"], "rec-8bit.wav"),
+        convert(&["-c:a", "flac", "-af", "pan=5.1|FL=c0|FR=c1|FC=0.5*c0+0.5*c1|LFE=0*c0|BL=c0|BR=c1"], "rec-51.flac"),
+    ];
+    let mut cmd = bin();
+    cmd.args(["classify", "--bundle"]).arg(&bundle).arg(&wav).args(&files);
+    let o = run(&mut cmd);
+    let lines = json_lines(&o);
+    assert_eq!(lines.len(), 1 + files.len(), "{lines:?}");
+    for (v, f) in lines[1..].iter().zip(&files) {
+        check_line(v);
+        assert_eq!(v["source"], f.display().to_string());
+        assert_eq!(v["modalities"], serde_json::json!(["audio"]));
+        assert_eq!(v["head"], "fusion_audio");
+    }
+    let probs = |v: &serde_json::Value| -> Vec<f64> {
+        v["probabilities"].as_object().unwrap().values().map(|p| p.as_f64().unwrap()).collect()
+    };
+    let (w, f) = (probs(&lines[0]), probs(&lines[1]));
+    assert!(w.iter().zip(&f).all(|(a, b)| (a - b).abs() < 1e-6), "FLAC {f:?} vs WAV {w:?}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("rec-51.flac: 6 channels; mixed down to stereo"), "{stderr}");
+}

@@ -4,17 +4,17 @@
 use anyhow::{bail, Context, Result};
 use avsc_shared::dsp::resample::Resampler;
 use avsc_shared::dsp::FeatureExtractor;
-use avsc_shared::wav::{self, Audio};
+use avsc_shared::wav::Audio;
 use avsc_shared::{npy, Array3, FeatureKind, FeaturePreset};
 use std::path::Path;
 
-/// Read a WAV, make it stereo at the preset's rate. Notes go to stderr.
+/// Read an audio file (WAV, FLAC, OGG, MP3, ... or an MP4's audio track: the shared
+/// decoder), make it stereo at the preset's rate. Notes go to stderr.
 pub fn load_audio(path: &Path, preset: &FeaturePreset) -> Result<Audio> {
-    let audio = wav::read(path)?;
-    let (audio, duplicated) =
-        audio.into_stereo().with_context(|| format!("{}: unsupported channel layout", path.display()))?;
-    if duplicated {
-        eprintln!("note: {} is mono; duplicating it to both channels", path.display());
+    let audio = avsc_shared::decode::decode_audio(path)?;
+    let (audio, how) = audio.into_stereo().with_context(|| path.display().to_string())?;
+    if let Some(n) = how.note(&path.display().to_string()) {
+        eprintln!("note: {n}");
     }
     if audio.sample_rate == preset.sample_rate {
         return Ok(audio);

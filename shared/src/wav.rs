@@ -20,19 +20,65 @@ impl Audio {
         self.channels.iter().map(Vec::as_slice).collect()
     }
 
-    /// Stereo view: mono is duplicated to both channels (returns true when it did so);
-    /// more than two channels is an error.
-    pub fn into_stereo(mut self) -> Result<(Audio, bool)> {
+    /// Stereo view: mono is duplicated to both channels, more than two channels are mixed
+    /// down ([`downmix_to_stereo`]); the returned [`Stereo`] says which happened.
+    pub fn into_stereo(mut self) -> Result<(Audio, Stereo)> {
         match self.channels.len() {
+            0 => bail!("no audio channels"),
             1 => {
                 let c = self.channels[0].clone();
                 self.channels.push(c);
-                Ok((self, true))
+                Ok((self, Stereo::FromMono))
             }
-            2 => Ok((self, false)),
-            n => bail!("{n} audio channels; expected mono or stereo"),
+            2 => Ok((self, Stereo::AsIs)),
+            n => {
+                self.channels = downmix_to_stereo(&self.channels);
+                Ok((self, Stereo::Downmixed(n)))
+            }
         }
     }
+}
+
+/// How [`Audio::into_stereo`] made two channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stereo {
+    AsIs,
+    FromMono,
+    /// Mixed down from this many channels.
+    Downmixed(usize),
+}
+
+impl Stereo {
+    /// A note for the user, naming `what` (a file), when the audio was not stereo already.
+    pub fn note(self, what: &str) -> Option<String> {
+        match self {
+            Stereo::AsIs => None,
+            Stereo::FromMono => Some(format!("{what}: mono; duplicated to both channels")),
+            Stereo::Downmixed(n) => Some(format!("{what}: {n} channels; mixed down to stereo")),
+        }
+    }
+}
+
+/// Two channels from more than two. Six (5.1 in the WAV/FLAC/AAC order L, R, C, LFE, Ls, Rs)
+/// follow ITU-R BS.775: L + 0.707 C + 0.707 Ls and R + 0.707 C + 0.707 Rs, LFE left out;
+/// any other count sends the even channels left and the odd ones right. Each side is
+/// scaled so a full-scale input cannot clip.
+pub fn downmix_to_stereo(channels: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    let n = channels.len();
+    let len = channels.iter().map(Vec::len).min().unwrap_or(0);
+    let g = std::f32::consts::FRAC_1_SQRT_2;
+    // (channel, weight) per side.
+    type Side = Vec<(usize, f32)>;
+    let (left, right): (Side, Side) = if n == 6 {
+        (vec![(0, 1.0), (2, g), (4, g)], vec![(1, 1.0), (2, g), (5, g)])
+    } else {
+        ((0..n).step_by(2).map(|c| (c, 1.0)).collect(), (1..n).step_by(2).map(|c| (c, 1.0)).collect())
+    };
+    let mix = |side: &[(usize, f32)]| -> Vec<f32> {
+        let norm: f32 = side.iter().map(|&(_, w)| w).sum();
+        (0..len).map(|i| side.iter().map(|&(c, w)| w * channels[c][i]).sum::<f32>() / norm).collect()
+    };
+    vec![mix(&left), mix(&right)]
 }
 
 const WAVE_FORMAT_PCM: u16 = 1;
@@ -205,9 +251,28 @@ mod tests {
         let a = decode(&b).unwrap();
         assert_eq!(a.sample_rate, 44_100);
         assert_eq!(a.channels, vec![vec![0.5, -1.0]]);
-        let (s, dup) = a.into_stereo().unwrap();
-        assert!(dup);
+        let (s, how) = a.into_stereo().unwrap();
+        assert_eq!(how, Stereo::FromMono);
         assert_eq!(s.channels[0], s.channels[1]);
+    }
+
+    #[test]
+    fn five_one_mixes_down_by_itu_and_other_counts_by_parity() {
+        // One impulse per channel of 5.1 (L R C LFE Ls Rs) at its own sample.
+        let six: Vec<Vec<f32>> = (0..6).map(|c| (0..6).map(|i| if i == c { 1.0 } else { 0.0 }).collect()).collect();
+        let (s, how) = Audio { sample_rate: 48_000, channels: six }.into_stereo().unwrap();
+        assert_eq!(how, Stereo::Downmixed(6));
+        let g = std::f32::consts::FRAC_1_SQRT_2;
+        let norm = 1.0 + 2.0 * g;
+        let want_l = [1.0, 0.0, g, 0.0, g, 0.0].map(|v| v / norm);
+        let want_r = [0.0, 1.0, g, 0.0, 0.0, g].map(|v| v / norm);
+        for (got, want) in s.channels.iter().zip([want_l, want_r]) {
+            assert!(got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{got:?} vs {want:?}");
+        }
+        let three = vec![vec![1.0f32], vec![0.5], vec![0.25]];
+        assert_eq!(downmix_to_stereo(&three), vec![vec![0.625], vec![0.5]]);
+        assert!(Audio { sample_rate: 8000, channels: vec![] }.into_stereo().is_err());
+        assert_eq!(Stereo::Downmixed(6).note("x.wav").unwrap(), "x.wav: 6 channels; mixed down to stereo");
     }
 
     #[test]

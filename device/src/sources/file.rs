@@ -22,9 +22,17 @@ impl ClipAudio {
         Ok(ClipAudio { audio, pos: 0, name: name.into() })
     }
 
-    /// A WAV file, or the audio track of an MP4 (the shared decoder).
+    /// An audio file (WAV, FLAC, OGG, MP3, ...) or the audio track of an MP4 (the shared
+    /// decoder). More than two channels are mixed down to stereo, with a note on stderr.
     pub fn open(path: &Path) -> Result<ClipAudio> {
-        let audio = avsc_shared::decode::decode_audio(path)?;
+        let mut audio = avsc_shared::decode::decode_audio(path)?;
+        if audio.channels.len() > 2 {
+            let (stereo, how) = audio.into_stereo()?;
+            if let Some(n) = how.note(&path.display().to_string()) {
+                eprintln!("note: {n}");
+            }
+            audio = stereo;
+        }
         ClipAudio::new(audio, path.display().to_string()).with_context(|| path.display().to_string())
     }
 

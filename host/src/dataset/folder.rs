@@ -1,6 +1,7 @@
 //! The plain folder layout for users' own recordings:
-//! `<root>/<label>/<clip>.mp4`, `<root>/<label>/<clip>.wav`, or a WAV plus a folder of frame
-//! images `<root>/<label>/<clip>/`. Users record several takes per place, so a clip's
+//! `<root>/<label>/<clip>.mp4` (or `.mov`), `<root>/<label>/<clip>.wav` (or any audio file the
+//! shared decoder reads: FLAC, OGG, MP3, ...), or audio plus a folder of frame images
+//! `<root>/<label>/<clip>/`. Users record several takes per place, so a clip's
 //! location is its stem up to a trailing `-<number>` take suffix (`walk-003` -> `walk`):
 //! validation splits then keep all takes of a place on one side.
 
@@ -39,8 +40,8 @@ pub fn list(root: &Path) -> Result<Listing> {
             let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
             let slot = match (path.is_dir(), ext.as_deref()) {
                 (true, _) => 2,
-                (false, Some("wav")) => 0,
-                (false, Some("mp4")) => 1,
+                (false, Some("mp4" | "mov")) => 1,
+                (false, Some(e)) if avsc_shared::decode::AUDIO_EXTENSIONS.contains(&e) => 0,
                 _ => continue,
             };
             let name = if slot == 2 { path.file_name().unwrap().to_string_lossy().into_owned() } else { stem };

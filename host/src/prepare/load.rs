@@ -8,7 +8,7 @@ use avsc_shared::decode;
 use avsc_shared::dsp::resample::Resampler;
 use avsc_shared::dsp::FeatureExtractor;
 use avsc_shared::image::{read_image, FrameResizer, RgbImage};
-use avsc_shared::wav::{self, Audio};
+use avsc_shared::wav::Audio;
 use avsc_shared::{FeatureKind, FeaturePreset, FramePreset};
 use std::path::Path;
 
@@ -59,17 +59,14 @@ pub fn load(item: &Item, frames: &FramePreset, w: &mut Worker, notes: &mut Vec<S
 /// Stereo audio at the preset's rate, exactly one window long. Returns the seconds of
 /// zero padding added.
 pub fn load_audio(path: &Path, preset: &FeaturePreset, notes: &mut Vec<String>) -> Result<(Audio, f64)> {
-    let is_wav = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav"));
-    let audio = if is_wav { wav::read(path)? } else { decode::decode_audio(path)? };
+    let audio = decode::decode_audio(path)?;
     if let Some((c, i)) =
         audio.channels.iter().enumerate().find_map(|(c, x)| x.iter().position(|v| !v.is_finite()).map(|i| (c, i)))
     {
         bail!("{}: non-finite audio sample at channel {c}, sample {i}", path.display());
     }
-    let (mut audio, mono) = audio.into_stereo().with_context(|| path.display().to_string())?;
-    if mono {
-        notes.push(format!("{}: mono; duplicated to both channels", path.display()));
-    }
+    let (mut audio, how) = audio.into_stereo().with_context(|| path.display().to_string())?;
+    notes.extend(how.note(&path.display().to_string()));
     if audio.sample_rate != preset.sample_rate {
         let r = Resampler::new(audio.sample_rate, preset.sample_rate, &preset.resample);
         audio =

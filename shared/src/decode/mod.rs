@@ -11,8 +11,11 @@
 //! Every error is one line naming the file and the reason; corrupt input never panics.
 
 mod aac;
+mod audio_file;
 mod h264;
 mod mp4;
+
+pub use audio_file::AUDIO_EXTENSIONS;
 
 use crate::image::RgbImage;
 use crate::wav::Audio;
@@ -64,15 +67,35 @@ pub fn decode_video_frames(path: &Path, fps: f64, max_seconds: Option<f64>) -> R
 }
 
 /// Decode a file's audio: the AAC track of an MP4 (priming removed, so sample 0 is time
-/// 0), or a WAV file.
+/// 0), a WAV file, or any other audio file symphonia reads (FLAC, OGG Vorbis, MP3, 8-bit
+/// and other PCM WAV variants, AIFF, CAF; see `audio_file`), at its own rate and channels.
 pub fn decode_audio(path: &Path) -> Result<Audio> {
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     with_file(path, "cannot decode audio", |file| {
-        if file.starts_with(b"RIFF") {
-            return crate::wav::decode(file).context("invalid WAV");
+        if file.starts_with(b"RIFF") || matches!(ext.as_deref(), Some("wav" | "wave")) {
+            // The product's own reader first (PCM 16/24/32, float 32); symphonia for the sample
+            // formats it does not take (8-bit, A-law/µ-law, ADPCM, 64-bit float). A file the
+            // own reader refuses for being broken (truncated, non-finite) stays refused.
+            return match crate::wav::decode(file) {
+                Err(own) if own.to_string().starts_with("unsupported") => {
+                    audio_file::decode(file, Some("wav")).map_err(|e| own.context(format!("{e:#}")))
+                }
+                r => r,
+            }
+            .context("invalid WAV");
         }
-        let movie = mp4::parse(file)?;
-        aac::decode(file, &movie, audio_track(&movie)?)
+        if is_iso_bmff(file) {
+            let movie = mp4::parse(file)?;
+            return aac::decode(file, &movie, audio_track(&movie)?);
+        }
+        audio_file::decode(file, ext.as_deref())
     })
+}
+
+/// An MP4/MOV/M4A (ISO base media) file: its first box is `ftyp`, or a QuickTime `moov`,
+/// `mdat`, `wide` or `free` box.
+fn is_iso_bmff(file: &[u8]) -> bool {
+    file.len() >= 8 && matches!(&file[4..8], b"ftyp" | b"moov" | b"mdat" | b"wide" | b"free" | b"skip")
 }
 
 /// A whole clip at once: the file is read and parsed once for both tracks.

@@ -1,0 +1,145 @@
+//! The audio files users have, through the one decoder host and device share
+//! (`decode::decode_audio`): FLAC, OGG Vorbis, MP3, 8-bit WAV and 5.1 audio, made from one
+//! known stereo signal by Debian's ffmpeg (which `.ci/run` installs; the product never
+//! calls it). Lossless formats must return the samples exactly, lossy ones the signal in
+//! time (encoder delay trimmed), and broken files one error line naming the file.
+#![cfg(feature = "decode")]
+
+use avsc_shared::decode::decode_audio;
+use avsc_shared::wav::{self, Audio, Stereo};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const RATE: u32 = 44_100;
+
+/// 3 s at 44.1 kHz: 440 Hz on the left, 1 kHz on the right, as 16-bit PCM values.
+fn source() -> Audio {
+    let n = 3 * RATE as usize;
+    let tone = |f: f64, a: f64| -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let x = a * (2.0 * std::f64::consts::PI * f * i as f64 / RATE as f64).sin();
+                ((x * 32767.0).round() / 32768.0) as f32
+            })
+            .collect()
+    };
+    Audio { sample_rate: RATE, channels: vec![tone(440.0, 0.5), tone(1000.0, 0.3)] }
+}
+
+/// `ffmpeg -i src <args> out`, in `dir`.
+fn ffmpeg(dir: &Path, src: &Path, args: &[&str], out: &str) -> PathBuf {
+    let path = dir.join(out);
+    let o = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(src)
+        .args(args)
+        .arg(&path)
+        .output()
+        .expect("ffmpeg makes these fixtures: apt-get install ffmpeg (.ci/run does)");
+    assert!(o.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    path
+}
+
+/// (directory, the 16-bit stereo source WAV).
+fn fixture_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.wav");
+    std::fs::write(&src, wav::encode(&source(), false)).unwrap();
+    (dir, src)
+}
+
+/// Signal-to-error ratio (dB) of `got` against `want` over their common length.
+fn snr_db(want: &[f32], got: &[f32]) -> f64 {
+    let n = want.len().min(got.len());
+    let (mut s, mut e) = (0.0f64, 0.0f64);
+    for i in 0..n {
+        s += (want[i] as f64).powi(2);
+        e += (want[i] as f64 - got[i] as f64).powi(2);
+    }
+    10.0 * (s / e.max(1e-30)).log10()
+}
+
+#[test]
+fn flac_is_lossless() {
+    let (dir, src) = fixture_dir();
+    let flac = ffmpeg(dir.path(), &src, &["-c:a", "flac"], "a.flac");
+    let a = decode_audio(&flac).unwrap();
+    assert_eq!(a.sample_rate, RATE);
+    assert_eq!(a.channels, source().channels, "FLAC returns the 16-bit samples exactly");
+}
+
+#[test]
+fn unsigned_8_bit_wav_keeps_the_signal_to_its_resolution() {
+    let (dir, src) = fixture_dir();
+    let u8wav = ffmpeg(dir.path(), &src, &["-c:a", "pcm_u8"], "a8.wav");
+    let a = decode_audio(&u8wav).unwrap();
+    let want = source();
+    assert_eq!(a.channels.len(), 2);
+    assert_eq!(a.n_samples(), want.n_samples());
+    for (g, w) in a.channels.iter().zip(&want.channels) {
+        let worst = g.iter().zip(w).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 1.0 / 128.0 + 1e-6, "8-bit error {worst}");
+    }
+}
+
+#[test]
+fn lossy_formats_keep_the_signal_aligned_in_time() {
+    let (dir, src) = fixture_dir();
+    let want = source();
+    for (args, name, min_snr) in [
+        (&["-c:a", "libvorbis", "-q:a", "6"][..], "a.ogg", 25.0),
+        (&["-c:a", "libmp3lame", "-b:a", "192k"][..], "a.mp3", 20.0),
+    ] {
+        let path = ffmpeg(dir.path(), &src, args, name);
+        let a = decode_audio(&path).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        assert_eq!((a.sample_rate, a.channels.len()), (RATE, 2), "{name}");
+        // Gapless: the encoder's delay and padding are trimmed away.
+        let dn = a.n_samples() as i64 - want.n_samples() as i64;
+        assert!(dn.abs() <= 1152, "{name}: {} samples for {}", a.n_samples(), want.n_samples());
+        for (c, (g, w)) in a.channels.iter().zip(&want.channels).enumerate() {
+            // A shift of even a few samples at 1 kHz would sink the ratio well below 10 dB.
+            let snr = snr_db(w, g);
+            eprintln!("{name}: {} samples ({dn:+}), channel {c}: {snr:.1} dB", a.n_samples());
+            assert!(snr >= min_snr, "{name} channel {c}: {snr:.1} dB");
+        }
+    }
+}
+
+#[test]
+fn five_one_flac_mixes_down_to_stereo() {
+    let (dir, _) = fixture_dir();
+    // 5.1 with the 1 kHz tone in the centre only: both stereo sides carry it equally.
+    let n = RATE as usize;
+    let centre: Vec<f32> =
+        (0..n).map(|i| 0.5 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / RATE as f32).sin()).collect();
+    let channels = (0..6).map(|c| if c == 2 { centre.clone() } else { vec![0.0; n] }).collect();
+    let src = dir.path().join("six.wav");
+    std::fs::write(&src, wav::encode(&Audio { sample_rate: RATE, channels }, false)).unwrap();
+    let flac = ffmpeg(dir.path(), &src, &["-c:a", "flac", "-channel_layout", "5.1"], "six.flac");
+    let a = decode_audio(&flac).unwrap();
+    assert_eq!(a.channels.len(), 6);
+    let (s, how) = a.into_stereo().unwrap();
+    assert_eq!(how, Stereo::Downmixed(6));
+    assert_eq!(s.channels[0], s.channels[1]);
+    let peak = s.channels[0].iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let g = std::f32::consts::FRAC_1_SQRT_2;
+    assert!((peak - 0.5 * g / (1.0 + 2.0 * g)).abs() < 1e-3, "centre at {peak}");
+}
+
+#[test]
+fn broken_audio_files_are_one_line_naming_the_file() {
+    let (dir, src) = fixture_dir();
+    let flac = ffmpeg(dir.path(), &src, &["-c:a", "flac"], "a.flac");
+    let bytes = std::fs::read(&flac).unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("text.ogg", b"this is not audio at all, only words".to_vec()),
+        ("head.flac", bytes[..64].to_vec()),
+        ("empty.mp3", Vec::new()),
+    ];
+    for (name, data) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, data).unwrap();
+        let e = format!("{:#}", decode_audio(&path).unwrap_err());
+        assert!(e.starts_with(&path.display().to_string()) && !e.contains('\n'), "{name}: {e}");
+    }
+}
