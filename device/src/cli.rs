@@ -4,7 +4,7 @@
 use crate::infer::Engine;
 use crate::pipeline::{run_loop, spawn_camera, stop_on_signals, FrameFeed, LoopOptions};
 use crate::sources::alsa::{AlsaConfig, AlsaSource, SampleFormat};
-use crate::sources::file::{ClipAudio, ClipFrames, ImageFolder};
+use crate::sources::file::{ClipAudio, ClipFrames, ImageFolder, NoAudio};
 use crate::sources::pacing::Paced;
 use crate::sources::threaded::ThreadedAudio;
 use crate::sources::v4l::{PixelFormat, V4lConfig, V4lSource};
@@ -326,46 +326,93 @@ fn classify(a: ClassifyArgs) -> Result<()> {
     let stop = stop_on_signals()?;
     let jobs = jobs(&a.inputs)?;
     let mut engine = a.common.engine()?;
-    let (fps, size) = (engine.frames().fps, engine.frames().size);
     let mut out = open_out(&a.common.out)?;
-    for job in jobs {
+    // A file that fails is one error line and the others are still classified; the exit
+    // status is then non-zero. The last failure is returned (main prints it), earlier ones
+    // are printed as they happen.
+    let mut failed: Option<anyhow::Error> = None;
+    for job in &jobs {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             break;
         }
-        let (path, audio, frames): (&Path, Box<dyn AudioSource>, Option<Box<dyn FrameSource>>) = match &job {
-            Job::Mp4(p) => {
-                let audio = ClipAudio::open(p)?;
-                let frames = if engine.has_visual() {
-                    Some(Box::new(ClipFrames::open_video(p, fps, Some(size))?) as _)
-                } else {
-                    None
-                };
-                (p, Box::new(audio), frames)
+        if let Err(e) = classify_one(job, &a, &mut engine, &stop, &mut out) {
+            if let Some(prev) = failed.replace(e) {
+                eprintln!("error: {}", format!("{prev:#}").replace('\n', " "));
             }
-            Job::Wav(p, dir) => {
-                let audio = ClipAudio::open(p)?;
-                let frames = match dir {
-                    Some(d) => Some(Box::new(ImageFolder::open(d, fps)?) as Box<dyn FrameSource>),
-                    None => None,
-                };
-                (p, Box::new(audio), frames)
-            }
-        };
-        let (mut audio, frames): (Box<dyn AudioSource>, Option<Box<dyn FrameSource>>) = if a.realtime {
-            (Box::new(Paced::new(audio)), frames.map(|f| Box::new(Paced::new(f)) as _))
-        } else {
-            (audio, frames)
-        };
-        tracing::info!("{}", audio.describe());
-        let feed = frames.map_or(FrameFeed::None, FrameFeed::pull);
-        let name = path.display().to_string();
-        run_loop(&mut engine, &mut audio, feed, &a.common.loop_options(), &stop, Some(&name), &mut out)
-            .with_context(|| name.clone())?;
+        }
     }
     out.flush()?;
     let (rss, peak) = memory_kib();
     tracing::info!(rss_kib = rss, peak_rss_kib = peak, "done");
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// One input file: its audio and frames through the loop. A video whose audio is missing or
+/// cannot be decoded is classified from its frames (the visual-only head, the reason as the
+/// windows' note); one whose frames cannot be decoded, from its audio.
+fn classify_one(
+    job: &Job,
+    a: &ClassifyArgs,
+    engine: &mut Engine,
+    stop: &std::sync::atomic::AtomicBool,
+    out: &mut Box<dyn Write>,
+) -> Result<()> {
+    let (fps, size) = (engine.frames().fps, engine.frames().size);
+    let (path, audio, frames): (&Path, Box<dyn AudioSource>, Option<Box<dyn FrameSource>>) = match job {
+        Job::Mp4(p) => {
+            let info = avsc_shared::decode::probe(p)?;
+            let frames = match engine.has_visual().then(|| ClipFrames::open_video(p, fps, Some(size))) {
+                Some(Ok(f)) => Some(Box::new(f) as Box<dyn FrameSource>),
+                Some(Err(e)) => {
+                    tracing::warn!("{}: video not decoded, audio only: {e:#}", p.display());
+                    None
+                }
+                None => None,
+            };
+            let audio: Box<dyn AudioSource> = match ClipAudio::open(p) {
+                Ok(audio) => Box::new(audio),
+                Err(e) if frames.is_some() => {
+                    let why = if info.has_audio {
+                        format!("audio not decoded, visual only ({})", root_cause(&e))
+                    } else {
+                        "the file has no audio track; visual only".to_string()
+                    };
+                    tracing::warn!("{}: {why}", p.display());
+                    Box::new(NoAudio::new(info.duration_s, engine.preset().sample_rate, why))
+                }
+                Err(e) => return Err(e),
+            };
+            (p, audio, frames)
+        }
+        Job::Wav(p, dir) => {
+            let audio = ClipAudio::open(p)?;
+            let frames = match dir {
+                Some(d) => Some(Box::new(ImageFolder::open(d, fps)?) as Box<dyn FrameSource>),
+                None => None,
+            };
+            (p, Box::new(audio), frames)
+        }
+    };
+    let (mut audio, frames): (Box<dyn AudioSource>, Option<Box<dyn FrameSource>>) = if a.realtime {
+        (Box::new(Paced::new(audio)), frames.map(|f| Box::new(Paced::new(f)) as _))
+    } else {
+        (audio, frames)
+    };
+    tracing::info!("{}", audio.describe());
+    let feed = frames.map_or(FrameFeed::None, FrameFeed::pull);
+    let name = path.display().to_string();
+    run_loop(engine, &mut audio, feed, &a.common.loop_options(), stop, Some(&name), out.as_mut())
+        .with_context(|| name.clone())?;
     Ok(())
+}
+
+/// The innermost reason of an error (without the file name its outer contexts repeat).
+fn root_cause(e: &anyhow::Error) -> String {
+    let s = e.root_cause().to_string();
+    s.rsplit(": ").next().unwrap_or(&s).to_string()
 }
 
 fn capture(a: CaptureArgs) -> Result<()> {

@@ -408,18 +408,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Classify one window: `audio` (per-channel samples and their rate) if it is usable,
-    /// `visual` (frames in the window, mean frame embedding) if any frame arrived.
+    /// Classify one window: `audio` (per-channel samples and their rate, or why there is
+    /// none), `visual` (frames in the window, mean frame embedding) if any frame arrived.
     pub fn classify(
         &mut self,
-        audio: Option<(&[Vec<f32>], u32)>,
+        audio: std::result::Result<(&[Vec<f32>], u32), &str>,
         visual: Option<(usize, &[f32])>,
         visual_ms: f64,
     ) -> Result<WindowResult> {
         let mut lat = Latency { visual_nets: visual_ms, ..Latency::default() };
         let mut notes = Vec::new();
         let mut have_audio = false;
-        if let Some((ch, rate)) = audio {
+        if let Ok((ch, rate)) = audio {
             if self.audio.is_empty() {
                 notes.push("bundle has no audio networks".to_string());
             } else {
@@ -431,8 +431,8 @@ impl Engine {
                     }
                 }
             }
-        } else {
-            notes.push("no audio".into());
+        } else if let Err(why) = audio {
+            notes.push(why.to_string());
         }
         let visual = visual.filter(|(n, _)| *n > 0 && self.has_visual());
         if visual.is_none() && self.has_visual() {

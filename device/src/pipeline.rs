@@ -108,6 +108,8 @@ struct Emitter<'a> {
     max_windows: Option<u64>,
     written: u64,
     failure: Option<anyhow::Error>,
+    /// Why the audio source holds no audio ([`AudioSource::absent`]).
+    absent: Option<String>,
 }
 
 impl Emitter<'_> {
@@ -136,7 +138,11 @@ impl Emitter<'_> {
         let (n_ms, ms_mean) = frame_ms.mean(w.start_s, end);
         let visual_ms = ms_mean[0] as f64 * n_ms as f64;
         let (n, mean) = ring.mean(w.start_s, end);
-        let r = engine.classify(Some((w.channels, w.sample_rate)), Some((n, mean)), visual_ms)?;
+        let audio = match &self.absent {
+            None => Ok((w.channels, w.sample_rate)),
+            Some(why) => Err(why.as_str()),
+        };
+        let r = engine.classify(audio, Some((n, mean)), visual_ms)?;
         let mut latency_ms = r.latency;
         latency_ms.end_of_window = t0.elapsed().as_secs_f64() * 1e3;
         let top = (0..LABELS.len()).max_by(|&a, &b| r.probabilities[a].total_cmp(&r.probabilities[b])).unwrap_or(0);
@@ -184,7 +190,8 @@ pub fn run_loop(
     let mut frame_ms = EmbeddingRing::new(cap, 1);
     let mut pending = PendingFrames::new(&frames);
     let mut buf = vec![0.0f32; ((opts.chunk_s * rate as f64).ceil() as usize).max(1) * ch];
-    let mut em = Emitter { source, out, clip, max_windows: opts.max_windows, written: 0, failure: None };
+    let absent = audio.absent().map(str::to_string);
+    let mut em = Emitter { source, out, clip, max_windows: opts.max_windows, written: 0, failure: None, absent };
     let mut thinner = opts.visual_fps.filter(|&f| f < fps).map(FrameThinner::new);
 
     while !stop.load(Ordering::Relaxed) && !em.done() {

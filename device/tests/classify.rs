@@ -198,3 +198,63 @@ fn flac_ogg_mp3_8bit_and_surround_recordings_classify() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("rec-51.flac: 6 channels; mixed down to stereo"), "{stderr}");
 }
+
+/// `ffmpeg -i INPUT ARGS OUT` in `dir` (test fixtures only).
+fn ffmpeg(dir: &std::path::Path, input: &std::path::Path, args: &[&str], name: &str) -> PathBuf {
+    let out = dir.join(name);
+    let o = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(input)
+        .args(args)
+        .arg(&out)
+        .output()
+        .expect("ffmpeg makes these fixtures: apt-get install ffmpeg (.ci/run does)");
+    assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+/// Outdoor cameras record no sound, and some videos carry audio this build does not decode
+/// (ALAC): both are classified from their frames by the visual-only head, each window
+/// saying why; MP3 in MP4 (some phones) is decoded. In a batch, a broken
+/// file is one error line, the files after it are still classified, and the exit is non-zero.
+#[test]
+fn videos_without_usable_audio_are_visual_only_and_a_bad_file_does_not_stop_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = write_bundle(&dir.path().join("b"), BundleSpec::default());
+    let clip = first("video", "mp4");
+    let silent = ffmpeg(dir.path(), &clip, &["-an", "-c:v", "copy"], "camera.mp4");
+    // ALAC in MP4: audio this build does not decode.
+    let alac = ffmpeg(dir.path(), &clip, &["-c:v", "copy", "-c:a", "alac"], "alac.mp4");
+    let mp3 = ffmpeg(dir.path(), &clip, &["-c:v", "copy", "-c:a", "libmp3lame"], "mp3-in-mp4.mp4");
+    let corrupt = dir.path().join("corrupt.mp4");
+    std::fs::write(&corrupt, &std::fs::read(&clip).unwrap()[..2000]).unwrap();
+    let wav = first("audio", "wav");
+    let o = bin()
+        .args(["classify", "--bundle"])
+        .arg(&bundle)
+        .args([&silent, &alac, &corrupt, &wav, &mp3])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a failed file makes the exit non-zero: {err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("corrupt.mp4"), "{}", errors[0]);
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for (v, (file, why)) in lines.iter().zip([(&silent, "no audio track"), (&alac, "audio not decoded")]) {
+        check_line(v);
+        assert_eq!(v["source"], file.display().to_string());
+        assert_eq!(v["modalities"], serde_json::json!(["visual"]));
+        assert_eq!(v["head"], "fusion_visual");
+        assert!(v["frames"].as_u64().unwrap() >= 19, "{v}");
+        assert!(v["note"].as_str().unwrap().contains(why), "{v}");
+    }
+    assert_eq!(lines[2]["source"], wav.display().to_string(), "the file after the broken one");
+    assert_eq!(lines[2]["modalities"], serde_json::json!(["audio"]));
+    // MP3 in MP4 is decoded: both modalities.
+    check_line(&lines[3]);
+    assert_eq!(lines[3]["source"], mp3.display().to_string());
+    assert_eq!(lines[3]["modalities"], serde_json::json!(["audio", "visual"]));
+}

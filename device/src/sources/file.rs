@@ -149,6 +149,47 @@ impl FrameSource for ImageFolder {
     }
 }
 
+/// The time line of a video whose audio is missing or cannot be decoded: silence at
+/// `rate` for the video's duration, marked [`AudioSource::absent`] so each window is
+/// classified from its frames alone (the bundle's visual-only head) with `reason` as note.
+pub struct NoAudio {
+    rate: u32,
+    total: usize,
+    pos: usize,
+    reason: String,
+}
+
+impl NoAudio {
+    pub fn new(duration_s: f64, rate: u32, reason: impl Into<String>) -> NoAudio {
+        NoAudio { rate, total: (duration_s.max(0.0) * rate as f64).round() as usize, pos: 0, reason: reason.into() }
+    }
+}
+
+impl AudioSource for NoAudio {
+    fn sample_rate(&self) -> u32 {
+        self.rate
+    }
+    fn channels(&self) -> usize {
+        1
+    }
+    fn read(&mut self, buf: &mut [f32]) -> Result<Option<AudioRead>> {
+        let n = buf.len().min(self.total - self.pos);
+        if n == 0 {
+            return Ok(None);
+        }
+        buf[..n].fill(0.0);
+        let t = self.pos as f64 / self.rate as f64;
+        self.pos += n;
+        Ok(Some(AudioRead { frames: n, t }))
+    }
+    fn describe(&self) -> String {
+        format!("no audio ({}), {:.2} s of video time", self.reason, self.total as f64 / self.rate as f64)
+    }
+    fn absent(&self) -> Option<&str> {
+        Some(&self.reason)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,11 @@ pub trait AudioSource {
     fn read(&mut self, buf: &mut [f32]) -> Result<Option<AudioRead>>;
     /// A short description for logs.
     fn describe(&self) -> String;
+    /// Why this source holds no audio, when it only keeps time (its samples are silence and
+    /// windows are classified without audio); `None` for real audio.
+    fn absent(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// An RGB frame and its time in seconds since the source started.
@@ -59,6 +64,9 @@ impl<T: AudioSource + ?Sized> AudioSource for Box<T> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn absent(&self) -> Option<&str> {
+        (**self).absent()
     }
 }
 

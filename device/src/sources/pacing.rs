@@ -43,6 +43,9 @@ impl<S: AudioSource> AudioSource for Paced<S> {
     fn describe(&self) -> String {
         format!("{} (paced)", self.inner.describe())
     }
+    fn absent(&self) -> Option<&str> {
+        self.inner.absent()
+    }
 }
 
 impl<S: FrameSource> FrameSource for Paced<S> {

@@ -1,5 +1,5 @@
-//! AAC-LC decoding (symphonia) of an MP4 audio track, trimmed so that sample 0 is
-//! presentation time 0.
+//! AAC-LC (and MP3-in-MP4) decoding (symphonia) of an MP4 audio track, trimmed so that
+//! sample 0 is presentation time 0.
 //!
 //! AAC encoders prepend "priming" samples (1024 for ffmpeg/libfdk, 2112 for Apple) that the
 //! decoder's output still contains. The container says how many: the edit list's
@@ -9,33 +9,42 @@
 use super::mp4::{self, Codec, Track};
 use crate::wav::Audio;
 use anyhow::{anyhow, bail, ensure, Result};
-use symphonia::core::codecs::audio::well_known::CODEC_ID_AAC;
+use symphonia::core::codecs::audio::well_known::{CODEC_ID_AAC, CODEC_ID_MP3};
 use symphonia::core::codecs::audio::{AudioCodecParameters, AudioDecoder, AudioDecoderOptions};
 use symphonia::core::packet::PacketRef;
 use symphonia::core::units::{Duration, Timestamp};
-use symphonia::default::codecs::AacDecoder;
+use symphonia::default::codecs::{AacDecoder, MpaDecoder};
 
 pub fn decode(file: &[u8], movie: &mp4::Movie, track: &Track) -> Result<Audio> {
-    let Codec::Aac { asc, .. } = &track.codec else {
-        bail!("audio track is not AAC");
-    };
     let mut params = AudioCodecParameters::new();
-    params.codec = CODEC_ID_AAC;
-    params.extra_data = Some(asc.clone().into_boxed_slice());
-    let mut dec = AacDecoder::try_new(&params, &AudioDecoderOptions::default())
-        .map_err(|e| anyhow!("unsupported AAC stream ({e}); only AAC-LC mono/stereo is decoded"))?;
+    let opts = AudioDecoderOptions::default();
+    // Samples per packet, for the packets' nominal durations.
+    let (mut dec, frame): (Box<dyn AudioDecoder>, u64) = match &track.codec {
+        Codec::Aac { asc } => {
+            params.codec = CODEC_ID_AAC;
+            params.extra_data = Some(asc.clone().into_boxed_slice());
+            let dec = AacDecoder::try_new(&params, &opts)
+                .map_err(|e| anyhow!("unsupported AAC stream ({e}); only AAC-LC mono/stereo is decoded"))?;
+            (Box::new(dec), 1024)
+        }
+        Codec::Mp3 => {
+            params.codec = CODEC_ID_MP3;
+            (Box::new(MpaDecoder::try_new(&params, &opts).map_err(|e| anyhow!("MP3 in MP4: {e}"))?), 1152)
+        }
+        _ => bail!("audio track is neither AAC nor MP3"),
+    };
 
     let mut channels: Vec<Vec<f32>> = Vec::new();
     let mut scratch: Vec<Vec<f32>> = Vec::new();
     let mut sample_rate = 0;
     for (i, s) in track.samples.iter().enumerate() {
         let data = s.data(file)?;
-        let packet = PacketRef::new(0, Timestamp::new(s.dts), Duration::new(1024), data);
-        let buf = dec.decode_ref(&packet).map_err(|e| anyhow!("corrupt AAC frame {i}: {e}"))?;
+        let packet = PacketRef::new(0, Timestamp::new(s.dts), Duration::new(frame), data);
+        let buf = dec.decode_ref(&packet).map_err(|e| anyhow!("corrupt audio frame {i}: {e}"))?;
         sample_rate = buf.spec().rate();
         buf.copy_to_vecs_planar(&mut scratch);
         if channels.is_empty() {
-            channels = vec![Vec::with_capacity(track.samples.len() * 1024); scratch.len()];
+            channels = vec![Vec::with_capacity(track.samples.len() * frame as usize); scratch.len()];
         }
         ensure!(scratch.len() == channels.len(), "AAC channel count changed at frame {i}");
         for (c, s) in channels.iter_mut().zip(&scratch) {

@@ -139,7 +139,7 @@ fn video_track(movie: &Movie) -> Result<&Track> {
     let t = movie.track(Kind::Video).context("no video track")?;
     match &t.codec {
         Codec::Avc { .. } => Ok(t),
-        Codec::Aac { .. } => bail!("video track holds AAC"),
+        Codec::Aac { .. } | Codec::Mp3 => bail!("video track holds audio"),
         Codec::Other(c) => bail!("unsupported video codec '{c}' (only H.264 is decoded)"),
     }
 }
@@ -147,9 +147,9 @@ fn video_track(movie: &Movie) -> Result<&Track> {
 fn audio_track(movie: &Movie) -> Result<&Track> {
     let t = movie.track(Kind::Audio).context("no audio track")?;
     match &t.codec {
-        Codec::Aac { .. } => Ok(t),
+        Codec::Aac { .. } | Codec::Mp3 => Ok(t),
         Codec::Avc { .. } => bail!("audio track holds H.264"),
-        Codec::Other(c) => bail!("unsupported audio codec '{c}' (only AAC-LC is decoded)"),
+        Codec::Other(c) => bail!("unsupported audio codec '{c}' (AAC-LC and MP3 are decoded)"),
     }
 }
 

@@ -15,6 +15,8 @@ pub enum Codec {
     Avc { avcc: Vec<u8>, width: u16, height: u16 },
     /// MPEG-4 audio (AAC): the AudioSpecificConfig from `esds`.
     Aac { asc: Vec<u8> },
+    /// MPEG-1/2 layer III in `mp4a` (object type 0x69 / 0x6B), as some phones record it.
+    Mp3,
     /// Anything else, by its sample-entry four-character code.
     Other(String),
 }
@@ -299,15 +301,22 @@ fn parse_stsd(stsd: &[u8]) -> Result<Codec> {
             ensure!(body.len() >= skip, "'mp4a' box is truncated");
             let esds = need(&body[skip..], b"esds")?;
             let (oti, asc) = parse_esds(esds)?;
-            ensure!(oti == 0x40 || oti == 0x66 || oti == 0x67, "audio object type indication {oti:#04x} is not AAC");
-            Ok(Codec::Aac { asc })
+            match (oti, asc) {
+                (0x40 | 0x66 | 0x67, Some(asc)) => Ok(Codec::Aac { asc }),
+                (0x40 | 0x66 | 0x67, None) => bail!("'esds' has no decoder specific info (AudioSpecificConfig)"),
+                // Not AAC: the file is still readable (its video, its other tracks); the audio
+                // decoder names the codec when asked for this track.
+                (0x69 | 0x6B, _) => Ok(Codec::Mp3),
+                (oti, _) => Ok(Codec::Other(format!("mp4a object type {oti:#04x}"))),
+            }
         }
         t => Ok(Codec::Other(fourcc(t))),
     }
 }
 
-/// `esds`: the DecoderConfigDescriptor's object type and the DecoderSpecificInfo.
-fn parse_esds(esds: &[u8]) -> Result<(u8, Vec<u8>)> {
+/// `esds`: the DecoderConfigDescriptor's object type and the DecoderSpecificInfo (which
+/// MP3 and some other object types do not carry).
+fn parse_esds(esds: &[u8]) -> Result<(u8, Option<Vec<u8>>)> {
     fn descriptor<'a>(r: &mut Rd<'a>) -> Result<(u8, &'a [u8])> {
         let tag = r.u8()?;
         let mut len = 0usize;
@@ -348,10 +357,10 @@ fn parse_esds(esds: &[u8]) -> Result<(u8, Vec<u8>)> {
         while r.pos < r.b.len() {
             let (tag, dsi) = descriptor(&mut r)?;
             if tag == 5 {
-                return Ok((oti, dsi.to_vec()));
+                return Ok((oti, Some(dsi.to_vec())));
             }
         }
-        bail!("'esds' has no decoder specific info (AudioSpecificConfig)");
+        return Ok((oti, None));
     }
     bail!("'esds' has no decoder config descriptor")
 }
