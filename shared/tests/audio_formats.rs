@@ -146,3 +146,24 @@ fn broken_audio_files_are_one_line_naming_the_file() {
         assert!(e.starts_with(&path.display().to_string()) && !e.contains('\n'), "{name}: {e}");
     }
 }
+
+/// QuickTime MOV (iPhone, HandBrake) keeps the AAC `esds` inside a `wave` box of a version-1
+/// sound description: remuxed from a tau-mini MP4 without re-encoding, the MOV must give
+/// the MP4's audio and frames exactly.
+#[test]
+fn quicktime_mov_gives_the_mp4s_audio_and_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp4 = avsc_shared::reference_dir().join("media/tau-mini/video/park-lisbon-1141-40029.mp4");
+    let mov = ffmpeg(dir.path(), &mp4, &["-c", "copy", "-f", "mov"], "phone.mov");
+    let bytes = std::fs::read(&mov).unwrap();
+    assert!(bytes.windows(4).any(|w| w == b"wave"), "ffmpeg's MOV muxer should write a 'wave' box");
+    let (a, b) = (decode_audio(&mp4).unwrap(), decode_audio(&mov).unwrap());
+    assert_eq!((a.sample_rate, a.channels.len(), a.n_samples()), (b.sample_rate, b.channels.len(), b.n_samples()));
+    assert!(a.channels == b.channels, "the same AAC packets decode to the same samples");
+    let (fa, fb) = (
+        avsc_shared::decode::decode_video_frames(&mp4, 2.0, Some(2.0)).unwrap(),
+        avsc_shared::decode::decode_video_frames(&mov, 2.0, Some(2.0)).unwrap(),
+    );
+    assert_eq!(fa.len(), fb.len());
+    assert!(fa.iter().zip(&fb).all(|(x, y)| x.0 == y.0 && x.1 == y.1), "the same frames at the same times");
+}

@@ -299,7 +299,16 @@ fn parse_stsd(stsd: &[u8]) -> Result<Codec> {
                 v => bail!("unsupported 'mp4a' sample entry version {v}"),
             };
             ensure!(body.len() >= skip, "'mp4a' box is truncated");
-            let esds = need(&body[skip..], b"esds")?;
+            // ISO files put `esds` in the sample entry; QuickTime (iPhone, HandBrake MOV)
+            // puts it in a `wave` box there (sound description versions 1 and 2).
+            let entries = &body[skip..];
+            let esds = match child(entries, b"esds")? {
+                Some(e) => e,
+                None => match child(entries, b"wave")? {
+                    Some(wave) => need(wave, b"esds").context("QuickTime 'wave' box")?,
+                    None => bail!("missing 'esds' box (in the 'mp4a' sample entry or its QuickTime 'wave' box)"),
+                },
+            };
             let (oti, asc) = parse_esds(esds)?;
             match (oti, asc) {
                 (0x40 | 0x66 | 0x67, Some(asc)) => Ok(Codec::Aac { asc }),
