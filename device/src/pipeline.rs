@@ -64,9 +64,9 @@ pub struct LoopOptions {
     pub hop_s: f64,
     /// Stop after this many windows.
     pub max_windows: Option<u64>,
-    /// A stream shorter than one window is zero-padded to one if it has at least this
-    /// fraction of it (as the trainer padded short clips); 0 < x <= 1.
-    pub min_fraction: f64,
+    /// A stream shorter than one window is classified as one window (its audio repeated
+    /// to fill it) if it lasts at least this many seconds; a shorter one is an error.
+    pub min_seconds: f64,
     /// Read size, seconds.
     pub chunk_s: f64,
     /// Embed at most this many frames per second (fewer than the bundle's rate: frames are
@@ -76,7 +76,7 @@ pub struct LoopOptions {
 
 impl Default for LoopOptions {
     fn default() -> Self {
-        LoopOptions { hop_s: 10.0, max_windows: None, min_fraction: 0.5, chunk_s: 0.1, visual_fps: None }
+        LoopOptions { hop_s: 10.0, max_windows: None, min_seconds: 1.0, chunk_s: 0.1, visual_fps: None }
     }
 }
 
@@ -96,6 +96,9 @@ pub struct Record<'a> {
     pub frames: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Seconds of the window filled by repeating a short recording's audio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub padded_s: Option<f64>,
     pub latency_ms: Latency,
 }
 
@@ -160,6 +163,7 @@ impl Emitter<'_> {
             head: r.head,
             frames: if r.visual { n } else { 0 },
             note: r.note,
+            padded_s: (w.padded_s > 0.0).then_some(w.padded_s),
             latency_ms,
         };
         let line = serde_json::to_string(&rec).expect("plain data serialises");
@@ -212,12 +216,12 @@ pub fn run_loop(
             &mut frame_ms,
             thinner.as_mut(),
         )?;
-        windower.flush_partial(opts.min_fraction, |w| em.window(engine, w, &mut ring, &mut frame_ms));
+        windower.flush_partial(opts.min_seconds, |w| em.window(engine, w, &mut ring, &mut frame_ms));
         if windower.windows_emitted() == 0 {
             anyhow::bail!(
-                "{:.2} s of audio: shorter than {:.0}% of one {clip:.0}-s window",
+                "{:.2} s long: at least {:.1} s is needed to fill a {clip:.0}-s window",
                 windower.now_s(),
-                opts.min_fraction * 100.0
+                opts.min_seconds
             );
         }
     }

@@ -14,6 +14,9 @@ pub struct AudioWindow<'a> {
     pub index: u64,
     pub channels: &'a [Vec<f32>],
     pub sample_rate: u32,
+    /// Seconds at the end of the window filled by repeating the audio (a stream shorter
+    /// than one window); 0 for a whole window.
+    pub padded_s: f64,
 }
 
 pub struct Windower {
@@ -31,6 +34,8 @@ pub struct Windower {
     origin: Option<f64>,
     out: Vec<Vec<f32>>,
     emitted: u64,
+    /// Frames of the window being closed that repeat earlier ones.
+    padded: usize,
 }
 
 impl Windower {
@@ -51,6 +56,7 @@ impl Windower {
             origin: None,
             out: vec![vec![0.0; window]; channels],
             emitted: 0,
+            padded: 0,
         }
     }
 
@@ -99,27 +105,33 @@ impl Windower {
             index: self.emitted,
             channels: &self.out,
             sample_rate: self.rate,
+            padded_s: self.padded as f64 / self.rate as f64,
         };
         on_window(&w);
         self.emitted += 1;
         self.next_end += self.hop as u64;
     }
 
-    /// At the end of a stream that never filled a window: the samples so far, zero-padded
-    /// to a whole window, if there are at least `min_fraction` of one.
-    pub fn flush_partial(&mut self, min_fraction: f64, mut on_window: impl FnMut(&AudioWindow)) {
-        if self.emitted > 0 || (self.total as f64) < min_fraction * self.window as f64 || self.total == 0 {
+    /// At the end of a stream that never filled a window: if it holds at least `min_s`
+    /// seconds, one window of them repeated until it is full (the usual way DCASE systems
+    /// fill short clips), marked with the seconds repeated ([`AudioWindow::padded_s`]).
+    /// In place: nothing is allocated.
+    pub fn flush_partial(&mut self, min_s: f64, mut on_window: impl FnMut(&AudioWindow)) {
+        let have = self.total as usize;
+        if self.emitted > 0 || have == 0 || (have as f64) < min_s * self.rate as f64 {
             return;
         }
-        let missing = self.window - self.total as usize;
-        let zeros = [0.0f32; 256];
-        let mut left = missing * self.channels;
-        let t = self.now_s();
-        while left > 0 {
-            let n = left.min(zeros.len() / self.channels * self.channels);
-            self.push(t, &zeros[..n], &mut on_window);
-            left -= n;
+        // No window closed yet, so the ring holds frames 0..have from its start.
+        let ch = self.channels;
+        for k in have..self.window {
+            let from = (k % have) * ch;
+            self.ring.copy_within(from..from + ch, k * ch);
         }
+        self.padded = self.window - have;
+        self.head = 0;
+        self.total = self.next_end;
+        self.close(&mut on_window);
+        self.padded = 0;
     }
 
     /// Whether pushing `frames` more frames closes a window.
@@ -233,19 +245,29 @@ mod tests {
     }
 
     #[test]
-    fn partial_window_is_padded_only_when_long_enough() {
-        let mut w = Windower::new(1, 10, 10.0, 10.0);
-        w.push(0.0, &[1.0; 40], |_| panic!("not a whole window"));
+    fn a_short_stream_fills_one_window_by_repetition_from_the_minimum_length() {
+        // 10 frames/s, 10-s window, at least 1.5 s needed.
+        let mut w = Windower::new(2, 10, 10.0, 10.0);
+        let frame = |k: usize| [k as f32, -(k as f32)];
+        let first: Vec<f32> = (0..12).flat_map(frame).collect();
+        w.push(0.0, &first, |_| panic!("not a whole window"));
         let mut n = 0;
-        w.flush_partial(0.5, |_| n += 1);
-        assert_eq!(n, 0);
-        w.push(4.0, &[1.0; 30], |_| panic!("not a whole window"));
-        w.flush_partial(0.5, |win| {
+        w.flush_partial(1.5, |_| n += 1);
+        assert_eq!(n, 0, "1.2 s is below the minimum");
+        let more: Vec<f32> = (12..37).flat_map(frame).collect();
+        w.push(1.2, &more, |_| panic!("not a whole window"));
+        w.flush_partial(1.5, |win| {
             n += 1;
-            assert_eq!(win.channels[0][69], 1.0);
-            assert_eq!(win.channels[0][70], 0.0);
+            assert_eq!((win.start_s, win.index), (0.0, 0));
+            assert!((win.padded_s - 6.3).abs() < 1e-9, "{}", win.padded_s);
+            // 3.7 s of audio, then the same again from its start, and again.
+            let want: Vec<f32> = (0..100).map(|i| (i % 37) as f32).collect();
+            assert_eq!(win.channels[0], want);
+            assert_eq!(win.channels[1], want.iter().map(|v| -v).collect::<Vec<_>>());
         });
         assert_eq!(n, 1);
+        // A later window of the same windower is whole again.
+        w.push(10.0, &[0.0; 200], |win| assert_eq!(win.padded_s, 0.0));
     }
 
     #[test]

@@ -123,10 +123,18 @@ fn bad_inputs_and_bundles_fail_in_one_line() {
     assert!(one_line_error(&classify(&bundle, &dir.path().join("absent.wav"))).contains("absent.wav"));
     assert!(one_line_error(&classify(&bundle, &dir.path().join("notes.txt"))).contains("notes.txt"));
 
-    // A short clip: under half a window.
+    // Under a second: too short to fill a window by repetition.
     let short = dir.path().join("short.wav");
-    write_wav_s16(&short, 48_000, &to_s16(&test_signal(48_000, 2.0)));
-    assert!(one_line_error(&classify(&bundle, &short)).contains("shorter than"));
+    write_wav_s16(&short, 48_000, &to_s16(&test_signal(48_000, 0.8)));
+    let e = one_line_error(&classify(&bundle, &short));
+    assert!(e.contains("short.wav") && e.contains("0.80 s long") && e.contains("at least 1.0 s"), "{e}");
+    // A 1.2-s phone clip: one window, its audio repeated, marked as padded.
+    let phone = dir.path().join("phone.wav");
+    write_wav_s16(&phone, 48_000, &to_s16(&test_signal(48_000, 1.2)));
+    let lines = json_lines(&classify(&bundle, &phone));
+    assert_eq!(lines.len(), 1);
+    check_line(&lines[0]);
+    assert!((lines[0]["padded_s"].as_f64().unwrap() - 8.8).abs() < 1e-6, "{}", lines[0]);
 
     let wav = first("audio", "wav");
     // A tampered network: its sha256 no longer matches.
