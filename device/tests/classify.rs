@@ -168,24 +168,17 @@ fn flac_ogg_mp3_8bit_and_surround_recordings_classify() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = write_bundle(&dir.path().join("b"), BundleSpec::default());
     let wav = first("audio", "wav");
-    let convert = |args: &[&str], name: &str| -> PathBuf {
-        let out = dir.path().join(name);
-        let o = std::process::Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
-            .arg(&wav)
-            .args(args)
-            .arg(&out)
-            .output()
-            .expect("ffmpeg makes these fixtures: apt-get install ffmpeg (.ci/run does)");
-        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
-        out
-    };
     let files = [
-        convert(&["-c:a", "flac"], "rec.flac"),
-        convert(&["-c:a", "libvorbis"], "rec.ogg"),
-        convert(&["-c:a", "libmp3lame", "-b:a", "128k"], "rec.mp3"),
-        convert(&["-c:a", "pcm_u8", "-ar", "22050"], "rec-8bit.wav"),
-        convert(&["-c:a", "flac", "-af", "pan=5.1|FL=c0|FR=c1|FC=0.5*c0+0.5*c1|LFE=0*c0|BL=c0|BR=c1"], "rec-51.flac"),
+        ffmpeg(dir.path(), &wav, &["-c:a", "flac"], "rec.flac"),
+        ffmpeg(dir.path(), &wav, &["-c:a", "libvorbis"], "rec.ogg"),
+        ffmpeg(dir.path(), &wav, &["-c:a", "libmp3lame", "-b:a", "128k"], "rec.mp3"),
+        ffmpeg(dir.path(), &wav, &["-c:a", "pcm_u8", "-ar", "22050"], "rec-8bit.wav"),
+        ffmpeg(
+            dir.path(),
+            &wav,
+            &["-c:a", "flac", "-af", "pan=5.1|FL=c0|FR=c1|FC=0.5*c0+0.5*c1|LFE=0*c0|BL=c0|BR=c1"],
+            "rec-51.flac",
+        ),
     ];
     let mut cmd = bin();
     cmd.args(["classify", "--bundle"]).arg(&bundle).arg(&wav).args(&files);
