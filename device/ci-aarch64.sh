@@ -53,9 +53,10 @@ export PKG_CONFIG_SYSROOT_DIR_aarch64_unknown_linux_gnu=/
 
 # The test build includes the binary (the integration tests spawn it). The release binary
 # (thin LTO: a second, slower build) only when asked: AVSC_AARCH64_RELEASE=1.
-# Under qemu the memory soak runs the fewest windows it accepts (400 natively, ~30 s).
+# The memory soak (400 windows of inference, ~30 s natively) would take over 10 minutes
+# under qemu; it runs natively in the workspace tests and is skipped here.
 step "cargo test -p avsc-device --target $TARGET (qemu-aarch64-static)"
-AVSC_SOAK_WINDOWS=200 cargo test -p avsc-device --target "$TARGET" --locked
+cargo test -p avsc-device --target "$TARGET" --locked -- --skip windows_without_memory_growth
 
 if [ "${AVSC_AARCH64_RELEASE:-0}" = 1 ]; then
   step "cargo build -p avsc-device --release --target $TARGET"
