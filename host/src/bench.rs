@@ -245,10 +245,11 @@ fn loader(args: &BenchArgs) -> Result<BenchResult> {
     let data: Box<dyn Data> = match args.net {
         BenchNet::Audio => Box::new(AudioData::load(&cache, avsc_shared::FeatureKind::Mel, &train, &val)?),
         visual => {
-            let norm = match visual {
-                BenchNet::InceptionV3 => avsc_shared::Normalisation::MinusOneOne,
-                _ => avsc_shared::Normalisation::imagenet(),
+            let role = match visual {
+                BenchNet::InceptionV3 => avsc_shared::bundle::Role::VisInc,
+                _ => avsc_shared::bundle::Role::VisConv,
             };
+            let norm = crate::embed::normalisation(role);
             Box::new(VisualData::new(&cache, norm, &train, &val, 0, 0)?)
         }
     };

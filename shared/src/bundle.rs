@@ -31,6 +31,17 @@ pub enum Role {
 impl Role {
     pub const BACKBONES: [Role; 5] = [Role::AudMel, Role::AudGam, Role::AudCqt, Role::VisInc, Role::VisConv];
 
+    /// How a visual backbone's input pixels are scaled, as its ImageNet weights expect:
+    /// InceptionV3 to [-1, 1], ConvNeXt by the ImageNet mean and deviation. `None` for the
+    /// roles that read no pictures. The one place this map is written.
+    pub fn input_normalisation(self) -> Option<Normalisation> {
+        match self {
+            Role::VisInc => Some(Normalisation::MinusOneOne),
+            Role::VisConv => Some(Normalisation::imagenet()),
+            _ => None,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Role::AudMel => "aud_mel",

@@ -71,10 +71,7 @@ pub fn model_path(runs: &Path, role: Role) -> PathBuf {
 
 /// The network input normalisation of a visual backbone.
 pub fn normalisation(role: Role) -> Normalisation {
-    match role {
-        Role::VisInc => Normalisation::MinusOneOne,
-        _ => Normalisation::imagenet(),
-    }
+    role.input_normalisation().unwrap_or_else(|| panic!("{} reads no pictures", role.name()))
 }
 
 pub fn feature_kind(role: Role) -> Option<FeatureKind> {

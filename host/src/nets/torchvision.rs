@@ -131,6 +131,14 @@ impl Backbone {
 
     /// torchvision's builder name (`inception_v3`, `convnext_tiny`), also the golden
     /// manifest's key.
+    /// The bundle role this backbone fills.
+    pub fn role(self) -> avsc_shared::bundle::Role {
+        match self {
+            Self::InceptionV3 => avsc_shared::bundle::Role::VisInc,
+            Self::ConvNextTiny => avsc_shared::bundle::Role::VisConv,
+        }
+    }
+
     pub fn torchvision_name(self) -> &'static str {
         match self {
             Self::InceptionV3 => "inception_v3",

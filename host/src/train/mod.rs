@@ -44,7 +44,7 @@ use crate::nets::torchvision::{import_torchvision, VisualNet};
 use crate::nets::{load_module, Embeddings, Head, SizePreset};
 use crate::rng::SplitMix64;
 use anyhow::{bail, Result};
-use avsc_shared::{FeatureKind, Normalisation};
+use avsc_shared::FeatureKind;
 use burn::module::Module;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -219,10 +219,7 @@ pub fn train_visual(
     let (train, val) = data::split_items(&cache, &cfg.split, cfg.val_fraction, cfg.seed)?;
     data::SplitRecord::new(&cache, &cfg.split, cfg.val_fraction, cfg.seed, &train, &val).write(out)?;
     eprintln!("visual {}: {} training clips, {} validation clips", backbone.torchvision_name(), train.len(), val.len());
-    let norm = match backbone {
-        VisualBackbone::InceptionV3 => Normalisation::MinusOneOne,
-        VisualBackbone::ConvNextTiny => Normalisation::imagenet(),
-    };
+    let norm = crate::embed::normalisation(backbone.role());
     let data = data::VisualData::new(&cache, norm, &train, &val, cfg.frames_per_clip, cfg.eval_frames)?;
     let meta = serde_json::json!({
         "task": "visual",

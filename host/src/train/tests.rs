@@ -197,7 +197,8 @@ fn visual_epochs_take_every_frame_by_default() {
     let (train, val) = data::split_items(&cache, "train", 0.0, 1).unwrap();
     assert_eq!((train.len(), val.len()), (4, 0));
     let visual = |frames_per_clip| {
-        data::VisualData::new(&cache, Normalisation::MinusOneOne, &train, &val, frames_per_clip, 0).unwrap()
+        data::VisualData::new(&cache, avsc_shared::Normalisation::MinusOneOne, &train, &val, frames_per_clip, 0)
+            .unwrap()
     };
     use data::Data;
     let mut all = visual(TrainConfig::default().frames_per_clip).epoch_samples(&mut SplitMix64::new(3));
