@@ -21,6 +21,27 @@ pub struct RgbImage {
 }
 
 impl RgbImage {
+    /// The image turned clockwise by `degrees` (0, 90, 180 or 270; others are taken as 0).
+    pub fn rotated(&self, degrees: u16) -> RgbImage {
+        let (w, h) = (self.width, self.height);
+        let (nw, nh) = if degrees % 180 == 90 { (h, w) } else { (w, h) };
+        let mut out = RgbImage::new(nw, nh);
+        for y in 0..nh {
+            for x in 0..nw {
+                // The source pixel that lands at (x, y).
+                let (sx, sy) = match degrees {
+                    90 => (y, h - 1 - x),
+                    180 => (w - 1 - x, h - 1 - y),
+                    270 => (w - 1 - y, x),
+                    _ => (x, y),
+                };
+                let (d, s) = ((y * nw + x) * 3, (sy * w + sx) * 3);
+                out.data[d..d + 3].copy_from_slice(&self.data[s..s + 3]);
+            }
+        }
+        out
+    }
+
     /// A black image.
     pub fn new(width: usize, height: usize) -> RgbImage {
         RgbImage { width, height, data: vec![0; width * height * 3] }

@@ -26,6 +26,7 @@ use std::path::Path;
 /// What a video file holds, from its headers alone.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VideoInfo {
+    /// The displayed size: the pictures' size turned by the track's rotation.
     pub width: usize,
     pub height: usize,
     /// Mean frame rate (frames / track duration).
@@ -46,6 +47,8 @@ fn video_info(movie: &Movie) -> Result<VideoInfo> {
     let Codec::Avc { width, height, .. } = track.codec else { unreachable!("checked by video_track") };
     let duration_s = track.duration();
     let n_frames = track.samples.len();
+    // The displayed size: a quarter turn swaps the sides.
+    let (width, height) = if track.rotation % 180 == 90 { (height, width) } else { (width, height) };
     Ok(VideoInfo {
         width: width as usize,
         height: height as usize,
@@ -268,7 +271,8 @@ fn video_frames(file: &[u8], track: &Track, fps: f64, max_seconds: Option<f64>) 
             let t = pts[i] as f64 / ts;
             let img = img.with_context(|| format!("the decoder never output the frame at {t:.3} s"))?;
             ensure!(Some((img.width, img.height)) == size, "frame size changed mid-stream");
-            Ok((t, img))
+            // Upright, as the phone showed it.
+            Ok((t, if track.rotation == 0 { img } else { img.rotated(track.rotation) }))
         })
         .collect()
 }

@@ -62,6 +62,9 @@ pub struct Track {
     pub edit_delay: f64,
     /// Presented duration in seconds from the edit list, if it says.
     pub edit_duration: Option<f64>,
+    /// Clockwise rotation for display (0, 90, 180 or 270) from the `tkhd` matrix: phones
+    /// store portrait video as landscape pictures plus this.
+    pub rotation: u16,
 }
 
 impl Track {
@@ -229,7 +232,27 @@ pub fn parse(file: &[u8]) -> Result<Movie> {
     Ok(Movie { tracks, udta })
 }
 
+/// The display rotation of a `tkhd` matrix, clockwise degrees: the matrix's first row
+/// (a, b) is (cos θ, sin θ) in 16.16 fixed point; anything but a quarter turn counts as 0.
+fn tkhd_rotation(tkhd: &[u8]) -> Result<u16> {
+    let mut r = Rd::new(tkhd, "tkhd");
+    let version = r.u8()?;
+    // flags; times, track id, reserved, duration; reserved, layer, group, volume, reserved
+    r.bytes(3 + if version == 1 { 32 } else { 20 } + 16)?;
+    let (a, b) = (r.u32()? as i32, r.u32()? as i32);
+    Ok(match (a.signum(), b.signum()) {
+        (0, 1) => 90,
+        (-1, 0) => 180,
+        (0, -1) => 270,
+        _ => 0,
+    })
+}
+
 fn parse_trak(trak: &[u8], movie_timescale: u32, file_len: u64) -> Result<Track> {
+    let rotation = match child(trak, b"tkhd")? {
+        Some(tkhd) => tkhd_rotation(tkhd)?,
+        None => 0,
+    };
     let mdia = need(trak, b"mdia")?;
     let mut r = Rd::new(need(mdia, b"mdhd")?, "mdhd");
     let version = r.u8()?;
@@ -269,7 +292,7 @@ fn parse_trak(trak: &[u8], movie_timescale: u32, file_len: u64) -> Result<Track>
             }
         }
     }
-    Ok(Track { kind, timescale, codec, samples, edit_media_time, edit_delay, edit_duration })
+    Ok(Track { kind, timescale, codec, samples, edit_media_time, edit_delay, edit_duration, rotation })
 }
 
 fn parse_stsd(stsd: &[u8]) -> Result<Codec> {

@@ -1,7 +1,7 @@
-//! The audio files users have, through the one decoder host and device share
-//! (`decode::decode_audio`): FLAC, OGG Vorbis, MP3, 8-bit WAV and 5.1 audio, made from one
-//! known stereo signal by Debian's ffmpeg (which `.ci/run` installs; the product never
-//! calls it). Lossless formats must return the samples exactly, lossy ones the signal in
+//! The media files users have, through the one decoder host and device share: FLAC, OGG
+//! Vorbis, MP3, 8-bit WAV and 5.1 audio made from one known stereo signal, QuickTime MOV and
+//! portrait phone video made from a tau-mini clip, all by Debian's ffmpeg (which `.ci/run`
+//! installs; the product never calls it). Lossless formats must return the samples exactly, lossy ones the signal in
 //! time (encoder delay trimmed), and broken files one error line naming the file.
 #![cfg(feature = "decode")]
 
@@ -166,4 +166,46 @@ fn quicktime_mov_gives_the_mp4s_audio_and_frames() {
     );
     assert_eq!(fa.len(), fb.len());
     assert!(fa.iter().zip(&fb).all(|(x, y)| x.0 == y.0 && x.1 == y.1), "the same frames at the same times");
+}
+
+/// Phones store portrait video as landscape pictures plus a `tkhd` rotation. The frames must
+/// come out upright: as ffmpeg's own decoder shows them (it applies the rotation too), for
+/// a quarter turn either way.
+#[test]
+fn portrait_phone_video_frames_come_out_upright() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp4 = avsc_shared::reference_dir().join("media/tau-mini/video/park-lisbon-1141-40029.mp4");
+    for rotate in ["90", "270"] {
+        let name = format!("portrait{rotate}.mp4");
+        let meta = format!("rotate={rotate}");
+        let phone = ffmpeg(dir.path(), &mp4, &["-c", "copy", "-metadata:s:v:0", &meta], &name);
+        let info = avsc_shared::decode::probe(&phone).unwrap();
+        let ours = avsc_shared::decode::decode_video_frames(&phone, 2.0, Some(0.5)).unwrap();
+        let (t, img) = &ours[0];
+        assert_eq!((img.width, img.height), (info.width, info.height), "probe reports the displayed size");
+        assert!(img.height > img.width, "portrait: {}x{}", img.width, img.height);
+        // ffmpeg's decode of the same picture (its nearest frame at t), auto-rotated.
+        let raw = dir.path().join(format!("{rotate}.rgb"));
+        let ss = format!("{t}");
+        let o = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-ss", &ss, "-i"])
+            .arg(&phone)
+            .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24"])
+            .arg(&raw)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let reference = std::fs::read(&raw).unwrap();
+        assert_eq!(reference.len(), img.data.len(), "ffmpeg's frame has the same upright size");
+        let mad = reference.iter().zip(&img.data).map(|(a, b)| (*a as i32 - *b as i32).abs() as f64).sum::<f64>()
+            / reference.len() as f64;
+        // Decoders and colour conversion differ by a few levels; a wrong turn by far more.
+        assert!(mad < 6.0, "rotate {rotate}: mean difference {mad:.2} levels from ffmpeg's upright frame");
+        let wrong = img.rotated(180);
+        let mad_wrong =
+            reference.iter().zip(&wrong.data).map(|(a, b)| (*a as i32 - *b as i32).abs() as f64).sum::<f64>()
+                / reference.len() as f64;
+        assert!(mad_wrong > 4.0 * mad.max(1.0), "the check tells the turns apart: {mad_wrong:.2} vs {mad:.2}");
+        eprintln!("rotate {rotate}: {}x{}, mean difference from ffmpeg {mad:.2} levels", img.width, img.height);
+    }
 }
