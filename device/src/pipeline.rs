@@ -113,6 +113,8 @@ struct Emitter<'a> {
     failure: Option<anyhow::Error>,
     /// Why the audio source holds no audio ([`AudioSource::absent`]).
     absent: Option<String>,
+    /// What the audio source says of itself ([`AudioSource::note`]), put in every line.
+    source_note: Option<String>,
 }
 
 impl Emitter<'_> {
@@ -162,7 +164,11 @@ impl Emitter<'_> {
             modalities,
             head: r.head,
             frames: if r.visual { n } else { 0 },
-            note: r.note,
+            note: match (&self.source_note, r.note) {
+                (Some(s), Some(n)) => Some(format!("{s}; {n}")),
+                (Some(s), None) => Some(s.clone()),
+                (None, n) => n,
+            },
             padded_s: (w.padded_s > 0.0).then_some(w.padded_s),
             latency_ms,
         };
@@ -195,7 +201,9 @@ pub fn run_loop(
     let mut pending = PendingFrames::new(&frames);
     let mut buf = vec![0.0f32; ((opts.chunk_s * rate as f64).ceil() as usize).max(1) * ch];
     let absent = audio.absent().map(str::to_string);
-    let mut em = Emitter { source, out, clip, max_windows: opts.max_windows, written: 0, failure: None, absent };
+    let source_note = audio.note().map(str::to_string);
+    let mut em =
+        Emitter { source, out, clip, max_windows: opts.max_windows, written: 0, failure: None, absent, source_note };
     let mut thinner = opts.visual_fps.filter(|&f| f < fps).map(FrameThinner::new);
 
     while !stop.load(Ordering::Relaxed) && !em.done() {

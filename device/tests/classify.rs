@@ -196,8 +196,9 @@ fn flac_ogg_mp3_8bit_and_surround_recordings_classify() {
     };
     let (w, f) = (probs(&lines[0]), probs(&lines[1]));
     assert!(w.iter().zip(&f).all(|(a, b)| (a - b).abs() < 1e-6), "FLAC {f:?} vs WAV {w:?}");
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("rec-51.flac: 6 channels; mixed down to stereo"), "{stderr}");
+    let note = |v: &serde_json::Value| v["note"].as_str().unwrap_or_default().to_string();
+    assert!(note(&lines[5]).starts_with("audio: 6 channels; mixed down to stereo"), "{}", lines[5]);
+    assert!(!note(&lines[1]).contains("mixed down"), "{}", lines[1]);
 }
 
 /// `ffmpeg -i INPUT ARGS OUT` in `dir` (test fixtures only).

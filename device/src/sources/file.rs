@@ -12,6 +12,8 @@ pub struct ClipAudio {
     audio: Audio,
     pos: usize,
     name: String,
+    /// How the file's audio was adapted (mixed down), for each window's note.
+    note: Option<String>,
 }
 
 impl ClipAudio {
@@ -19,21 +21,23 @@ impl ClipAudio {
         if audio.channels.is_empty() || audio.n_samples() == 0 {
             bail!("no audio samples");
         }
-        Ok(ClipAudio { audio, pos: 0, name: name.into() })
+        Ok(ClipAudio { audio, pos: 0, name: name.into(), note: None })
     }
 
     /// An audio file (WAV, FLAC, OGG, MP3, ...) or the audio track of an MP4 (the shared
-    /// decoder). More than two channels are mixed down to stereo, with a note on stderr.
+    /// decoder). More than two channels are mixed down to stereo, which each window's
+    /// note says ([`AudioSource::note`]).
     pub fn open(path: &Path) -> Result<ClipAudio> {
         let mut audio = avsc_shared::decode::decode_audio(path)?;
+        let mut note = None;
         if audio.channels.len() > 2 {
             let (stereo, how) = audio.into_stereo()?;
-            if let Some(n) = how.note(&path.display().to_string()) {
-                eprintln!("note: {n}");
-            }
+            note = how.note("audio");
             audio = stereo;
         }
-        ClipAudio::new(audio, path.display().to_string()).with_context(|| path.display().to_string())
+        let mut clip = ClipAudio::new(audio, path.display().to_string()).with_context(|| path.display().to_string())?;
+        clip.note = note;
+        Ok(clip)
     }
 
     pub fn duration_s(&self) -> f64 {
@@ -68,6 +72,9 @@ impl AudioSource for ClipAudio {
 
     fn describe(&self) -> String {
         format!("{} ({} Hz, {} ch, {:.2} s)", self.name, self.audio.sample_rate, self.channels(), self.duration_s())
+    }
+    fn note(&self) -> Option<&str> {
+        self.note.as_deref()
     }
 }
 

@@ -36,6 +36,11 @@ pub trait AudioSource {
     fn absent(&self) -> Option<&str> {
         None
     }
+    /// What the user should know about this audio (e.g. it was mixed down), for every
+    /// window's note.
+    fn note(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// An RGB frame and its time in seconds since the source started.
@@ -67,6 +72,9 @@ impl<T: AudioSource + ?Sized> AudioSource for Box<T> {
     }
     fn absent(&self) -> Option<&str> {
         (**self).absent()
+    }
+    fn note(&self) -> Option<&str> {
+        (**self).note()
     }
 }
 

@@ -46,6 +46,9 @@ impl<S: AudioSource> AudioSource for Paced<S> {
     fn absent(&self) -> Option<&str> {
         self.inner.absent()
     }
+    fn note(&self) -> Option<&str> {
+        self.inner.note()
+    }
 }
 
 impl<S: FrameSource> FrameSource for Paced<S> {
