@@ -363,7 +363,6 @@ fn classify_one(
     let (fps, size) = (engine.frames().fps, engine.frames().size);
     let (path, audio, frames): (&Path, Box<dyn AudioSource>, Option<Box<dyn FrameSource>>) = match job {
         Job::Mp4(p) => {
-            let info = avsc_shared::decode::probe(p)?;
             let frames = match engine.has_visual().then(|| ClipFrames::open_video(p, fps, Some(size))) {
                 Some(Ok(f)) => Some(Box::new(f) as Box<dyn FrameSource>),
                 Some(Err(e)) => {
@@ -375,6 +374,8 @@ fn classify_one(
             let audio: Box<dyn AudioSource> = match ClipAudio::open(p) {
                 Ok(audio) => Box::new(audio),
                 Err(e) if frames.is_some() => {
+                    // Only now is the file's duration needed (the frames were decoded).
+                    let info = avsc_shared::decode::probe(p)?;
                     let why = if info.has_audio {
                         format!("audio not decoded, visual only ({})", root_cause(&e))
                     } else {

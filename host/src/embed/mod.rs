@@ -55,6 +55,7 @@ struct Index {
 /// The embeddings of every clip of a cache under each backbone.
 #[derive(Clone, Debug)]
 pub struct EmbeddingSet {
+    /// The clips, in row order; not changed after construction (the fingerprint is cached).
     pub items: Vec<CacheItem>,
     pub size: SizePreset,
     /// The split the Phase-I backbones trained and validated on: Phase II must not validate
@@ -62,6 +63,8 @@ pub struct EmbeddingSet {
     pub phase1: Option<SplitRecord>,
     /// role → (FC(1024) rows, FC(10) rows), row-major.
     data: BTreeMap<Role, (Vec<f32>, Vec<f32>)>,
+    /// [`EmbeddingSet::fingerprint`], computed once (every head trained and evaluated asks).
+    fingerprint: std::sync::OnceLock<String>,
 }
 
 /// The Phase-I model file of `role` under a runs folder.
@@ -122,15 +125,20 @@ impl EmbeddingSet {
         assert_eq!(fc1024.len(), self.items.len() * EMBED_DIM);
         assert_eq!(fc10.len(), self.items.len() * NUM_CLASSES);
         self.data.insert(role, (fc1024, fc10));
+        self.fingerprint = Default::default();
     }
 
     pub fn new(items: Vec<CacheItem>, size: SizePreset) -> EmbeddingSet {
-        EmbeddingSet { items, size, phase1: None, data: BTreeMap::new() }
+        EmbeddingSet { items, size, phase1: None, data: BTreeMap::new(), fingerprint: Default::default() }
     }
 
     /// SHA-256 (hex) of what a head learns from: the clips (id, label, splits) and every
     /// role's arrays. A head records it; evaluation and resumption compare it.
     pub fn fingerprint(&self) -> String {
+        self.fingerprint.get_or_init(|| self.compute_fingerprint()).clone()
+    }
+
+    fn compute_fingerprint(&self) -> String {
         use sha2::Digest;
         let mut h = sha2::Sha256::new();
         h.update(self.size.to_string().as_bytes());
@@ -189,7 +197,13 @@ impl EmbeddingSet {
             let fc10 = load("fc10", NUM_CLASSES)?;
             data.insert(*role, (fc1024, fc10));
         }
-        Ok(EmbeddingSet { items: index.items, size: index.size.parse()?, phase1: index.phase1, data })
+        Ok(EmbeddingSet {
+            items: index.items,
+            size: index.size.parse()?,
+            phase1: index.phase1,
+            data,
+            fingerprint: Default::default(),
+        })
     }
 }
 
