@@ -4,6 +4,7 @@
 use crate::infer::Engine;
 use crate::pipeline::{run_loop, spawn_camera, stop_on_signals, FrameFeed, LoopOptions};
 use crate::sources::alsa::{AlsaConfig, AlsaSource, SampleFormat};
+use crate::sources::clock::Monotonic;
 use crate::sources::file::{ClipAudio, ClipFrames, ImageFolder, NoAudio};
 use crate::sources::pacing::Paced;
 use crate::sources::threaded::ThreadedAudio;
@@ -257,8 +258,14 @@ fn run(a: RunArgs) -> Result<()> {
     let mut out = open_out(&a.common.out)?;
     let cfg = a.mic.config();
     let chunk_s = cfg.period_frames as f64 / cfg.rate as f64;
+    // One clock for both: samples and frames stamped on CLOCK_MONOTONIC at capture.
+    let clock = Monotonic::shared();
+    let mic_clock = clock.clone();
     // Capture on its own thread: the microphone keeps being read while the networks run.
-    let mut mic = ThreadedAudio::spawn(move || AlsaSource::open(cfg), chunk_s, 8.0)?;
+    // Without audio for a second (the microphone away), time goes on and windows are
+    // classified from the camera alone.
+    let mut mic = ThreadedAudio::spawn(move || AlsaSource::open(cfg, mic_clock), chunk_s, 8.0)?
+        .with_heartbeat(clock.clone(), Duration::from_secs(1));
     let frames = match &a.camera {
         Some(path) if engine.has_visual() => {
             let cfg = V4lConfig {
@@ -268,8 +275,10 @@ fn run(a: RunArgs) -> Result<()> {
                 format: a.camera_format,
                 fps: engine.frames().fps,
                 stall_timeout: Duration::from_secs_f64(a.camera_timeout.max(0.1)),
+                reopen_backoff: Duration::from_millis(500),
+                reopen_backoff_max: Duration::from_secs(8),
             };
-            match spawn_camera(move || V4lSource::open(cfg)) {
+            match spawn_camera(move || V4lSource::open(cfg, clock)) {
                 Ok(feed) => feed,
                 Err(e) => {
                     tracing::error!("{e:#}; going on audio-only");
@@ -417,7 +426,7 @@ fn root_cause(e: &anyhow::Error) -> String {
 }
 
 fn capture(a: CaptureArgs) -> Result<()> {
-    let mut src = AlsaSource::open(a.mic.config())?;
+    let mut src = AlsaSource::open(a.mic.config(), Monotonic::shared())?;
     let frame_bytes = a.mic.channels as usize * a.mic.format.bytes();
     let mut file = std::io::BufWriter::new(
         std::fs::File::create(&a.out).with_context(|| format!("{}: cannot create", a.out.display()))?,

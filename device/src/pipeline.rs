@@ -1,5 +1,8 @@
-//! The device loop: audio drives the clock; frames are embedded as they arrive; each closed
-//! window is classified and written as one JSON line. It sees only the source traits, so
+//! The device loop: audio reads drive the loop; samples and frames carry times on one
+//! clock (the device's monotonic clock live, the file's own for files), so a window takes
+//! the frames captured with its samples; frames are embedded as they arrive; each closed
+//! window is classified and written as one JSON line. A window that lost more than half its
+//! audio (a microphone away) is classified from its frames alone, and says so. It sees only the source traits, so
 //! `run` (ALSA + V4L2) and `classify` (files) are the same loop.
 
 use crate::infer::{Engine, Latency};
@@ -99,6 +102,9 @@ pub struct Record<'a> {
     /// Seconds of the window filled by repeating a short recording's audio.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub padded_s: Option<f64>,
+    /// Seconds of the window whose audio was lost (overrun, microphone away).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gap_s: Option<f64>,
     pub latency_ms: Latency,
 }
 
@@ -143,7 +149,22 @@ impl Emitter<'_> {
         let (n_ms, ms_mean) = frame_ms.mean(w.start_s, end);
         let visual_ms = ms_mean[0] as f64 * n_ms as f64;
         let (n, mean) = ring.mean(w.start_s, end);
+        let lost;
         let audio = match &self.absent {
+            None if w.gap_s > 0.5 * self.clip => {
+                if n == 0 || !engine.has_visual() {
+                    // Neither modality: nothing to classify, and nothing is wrong with the
+                    // device either (the microphone's absence is logged by its source).
+                    tracing::warn!(
+                        "window at {:.2} s skipped: {:.1} s of its audio missing and no frames",
+                        w.start_s,
+                        w.gap_s
+                    );
+                    return Ok(());
+                }
+                lost = format!("microphone: {:.1} s of this window's audio missing", w.gap_s);
+                Err(lost.as_str())
+            }
             None => Ok((w.channels, w.sample_rate)),
             Some(why) => Err(why.as_str()),
         };
@@ -170,6 +191,7 @@ impl Emitter<'_> {
                 (None, n) => n,
             },
             padded_s: (w.padded_s > 0.0).then_some(w.padded_s),
+            gap_s: (w.gap_s > 0.0).then_some(w.gap_s),
             latency_ms,
         };
         let line = serde_json::to_string(&rec).expect("plain data serialises");
@@ -209,7 +231,7 @@ pub fn run_loop(
     while !stop.load(Ordering::Relaxed) && !em.done() {
         let Some(r) = audio.read(&mut buf)? else { break };
         let t_end = r.t + r.frames as f64 / rate as f64;
-        let closes = windower.closes_within(r.frames);
+        let closes = windower.closes_within(r.frames, t_end);
         drain_frames(engine, &mut frames, t_end, closes, &mut pending, &mut ring, &mut frame_ms, thinner.as_mut())?;
         windower.push(r.t, &buf[..r.frames * ch], |w| em.window(engine, w, &mut ring, &mut frame_ms));
     }

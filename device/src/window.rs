@@ -2,6 +2,16 @@
 //! `clip_seconds` every `hop` seconds; visual embeddings in a fixed-capacity ring of their
 //! own, averaged over the frames inside a window when the window closes.
 //!
+//! Audio time is the stamp each read carries (the device's monotonic clock, see
+//! `sources::clock`), not only the count of samples: when a read starts later than the
+//! samples before it ended (samples lost in an overrun, a microphone away for a while, or
+//! no audio at all: an empty push), the gap is filled with silence and each window records
+//! how much of it it holds; samples stamped inside a gap declared by an empty push (late:
+//! the source was slower than its heartbeat) are dropped; small differences (jitter, the
+//! sound card's crystal drifting against the system clock) move the timeline slowly onto
+//! the stamps without touching the samples. A source that delivers faster than its stamps
+//! advance (alsa-lib's `file` plugin, a replay) keeps every sample on the count's timeline.
+//!
 //! Nothing here allocates after construction: pushing samples, closing a window (the ring
 //! is copied out into per-channel buffers that were allocated with the windower) and adding
 //! frame embeddings only copy. device/tests/window_alloc.rs checks it with a counting
@@ -17,7 +27,17 @@ pub struct AudioWindow<'a> {
     /// Seconds at the end of the window filled by repeating the audio (a stream shorter
     /// than one window); 0 for a whole window.
     pub padded_s: f64,
+    /// Seconds of the window with no audio (lost samples, filled with silence).
+    pub gap_s: f64,
 }
+
+/// A read whose stamp differs from where the audio before it ended by more than this is a
+/// discontinuity (a gap or late samples); below it the difference is jitter or drift.
+pub const GAP_TOLERANCE_S: f64 = 0.05;
+
+/// How many gaps a windower remembers (older ones drop out; only those inside the current
+/// window matter).
+const MAX_GAPS: usize = 64;
 
 pub struct Windower {
     channels: usize,
@@ -30,8 +50,12 @@ pub struct Windower {
     /// Frames pushed in total, and the frame count at which the next window ends.
     total: u64,
     next_end: u64,
-    /// Stream time of the first frame pushed.
+    /// Stream time of frame 0: the first frame pushed, moved slowly onto the reads' stamps.
     origin: Option<f64>,
+    /// Gaps as (first frame, frames), oldest first.
+    gaps: Vec<(u64, u64)>,
+    /// Frames of gap at the end of what was pushed (no samples since).
+    gap_tail: u64,
     out: Vec<Vec<f32>>,
     emitted: u64,
     /// Frames of the window being closed that repeat earlier ones.
@@ -54,6 +78,8 @@ impl Windower {
             total: 0,
             next_end: window as u64,
             origin: None,
+            gaps: Vec::with_capacity(MAX_GAPS),
+            gap_tail: 0,
             out: vec![vec![0.0; window]; channels],
             emitted: 0,
             padded: 0,
@@ -70,24 +96,71 @@ impl Windower {
     }
 
     /// Push interleaved samples whose first frame is at stream time `t`; `on_window` runs
-    /// for every window that closes inside them, in order.
+    /// for every window that closes inside them, in order. Empty `samples` say there was no
+    /// audio until `t` (a source whose device is away): the time before it becomes a gap.
     pub fn push(&mut self, t: f64, samples: &[f32], mut on_window: impl FnMut(&AudioWindow)) {
-        self.origin.get_or_insert(t);
         let ch = self.channels;
         debug_assert_eq!(samples.len() % ch, 0);
+        let origin = *self.origin.get_or_insert(t);
+        let ahead = t - self.now_s();
         let mut rest = samples;
-        while !rest.is_empty() {
+        if ahead > GAP_TOLERANCE_S {
+            let lost = (ahead * self.rate as f64).round() as u64;
+            self.record_gap(lost);
+            self.feed(None, lost, &mut on_window);
+            self.gap_tail += lost;
+        } else if ahead < -GAP_TOLERANCE_S {
+            // Only what falls inside a declared gap is dropped: the rest is a source faster
+            // than the clock, whose samples all count.
+            let late = ((-ahead * self.rate as f64).round() as u64).min(self.gap_tail);
+            let late = (late as usize).min(rest.len() / ch);
+            rest = &rest[late * ch..];
+        } else if !rest.is_empty() && ahead.abs() > 1e-4 {
+            // Jitter and drift: follow the stamps by an eighth of the difference per read.
+            self.origin = Some(origin + ahead / 8.0);
+        }
+        if !rest.is_empty() {
+            self.gap_tail = 0;
+        }
+        self.feed(Some(rest), (rest.len() / ch) as u64, &mut on_window);
+    }
+
+    /// Add `frames` frames to the ring: from `samples`, or silence when `None`.
+    fn feed(&mut self, samples: Option<&[f32]>, frames: u64, on_window: &mut impl FnMut(&AudioWindow)) {
+        let ch = self.channels;
+        let mut done = 0u64;
+        while done < frames {
             // Up to the next window end, and no further than the ring's end.
-            let until_end = (self.next_end - self.total) as usize;
-            let n = (rest.len() / ch).min(until_end).min(self.window - self.head);
-            self.ring[self.head * ch..(self.head + n) * ch].copy_from_slice(&rest[..n * ch]);
+            let until_end = self.next_end - self.total;
+            let n = (frames - done).min(until_end).min((self.window - self.head) as u64) as usize;
+            let dst = &mut self.ring[self.head * ch..(self.head + n) * ch];
+            match samples {
+                Some(s) => dst.copy_from_slice(&s[done as usize * ch..(done as usize + n) * ch]),
+                None => dst.fill(0.0),
+            }
             self.head = (self.head + n) % self.window;
             self.total += n as u64;
-            rest = &rest[n * ch..];
+            done += n as u64;
             if self.total == self.next_end {
-                self.close(&mut on_window);
+                self.close(on_window);
             }
         }
+    }
+
+    /// Remember that the next `frames` frames are a gap, forgetting gaps that ended before
+    /// the current window's start.
+    fn record_gap(&mut self, frames: u64) {
+        let oldest = self.next_end.saturating_sub(self.window as u64);
+        self.gaps.retain(|&(s, n)| s + n > oldest);
+        if self.gaps.len() == MAX_GAPS {
+            self.gaps.remove(0);
+        }
+        self.gaps.push((self.total, frames));
+    }
+
+    /// Frames of gap in frames `start..end`.
+    fn gap_frames(&self, start: u64, end: u64) -> u64 {
+        self.gaps.iter().map(|&(s, n)| (s + n).min(end).saturating_sub(s.max(start))).sum()
     }
 
     /// Copy the ring (oldest frame at `head`) out de-interleaved and hand it over.
@@ -106,6 +179,7 @@ impl Windower {
             channels: &self.out,
             sample_rate: self.rate,
             padded_s: self.padded as f64 / self.rate as f64,
+            gap_s: self.gap_frames(start, self.next_end) as f64 / self.rate as f64,
         };
         on_window(&w);
         self.emitted += 1;
@@ -134,9 +208,11 @@ impl Windower {
         self.padded = 0;
     }
 
-    /// Whether pushing `frames` more frames closes a window.
-    pub fn closes_within(&self, frames: usize) -> bool {
-        self.total + frames as u64 >= self.next_end
+    /// Whether pushing `frames` more frames, or reaching stream time `t` (through a gap),
+    /// closes a window.
+    pub fn closes_within(&self, frames: usize, t: f64) -> bool {
+        let by_time = self.origin.is_some_and(|o| ((t - o) * self.rate as f64).round() as u64 >= self.next_end);
+        by_time || self.total + frames as u64 >= self.next_end
     }
 
     pub fn windows_emitted(&self) -> u64 {
@@ -268,6 +344,78 @@ mod tests {
         assert_eq!(n, 1);
         // A later window of the same windower is whole again.
         w.push(10.0, &[0.0; 200], |win| assert_eq!(win.padded_s, 0.0));
+    }
+
+    /// Interleaved stereo frames `from..to`, each sample its frame number + 1 (so silence
+    /// tells itself apart).
+    fn numbered(from: usize, to: usize) -> Vec<f32> {
+        (from..to).flat_map(|k| [(k + 1) as f32; 2]).collect()
+    }
+
+    #[test]
+    fn lost_samples_move_the_timeline_on_and_each_window_counts_its_gap() {
+        // 10 frames/s, 10-s windows every 5 s. 3 s of audio, then 2 s lost, then 12 s.
+        let mut w = Windower::new(2, 10, 10.0, 5.0);
+        let mut got = Vec::new();
+        let mut keep = |win: &AudioWindow| got.push((win.start_s, win.gap_s, win.channels[0].clone()));
+        w.push(0.0, &numbered(0, 30), &mut keep);
+        w.push(5.0, &numbered(50, 170), &mut keep);
+        assert_eq!(got.len(), 2);
+        let (start, gap, ch0) = &got[0];
+        assert_eq!((*start, *gap), (0.0, 2.0));
+        let want: Vec<f32> = (0..100).map(|k| if (30..50).contains(&k) { 0.0 } else { (k + 1) as f32 }).collect();
+        assert_eq!(ch0, &want);
+        // The second window starts at 5 s, after the gap: whole, its samples from 5 s.
+        let (start, gap, ch0) = &got[1];
+        assert_eq!((*start, *gap), (5.0, 0.0));
+        assert_eq!(ch0[0], 51.0);
+        assert!((w.now_s() - 17.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_empty_push_declares_silence_and_late_samples_are_dropped() {
+        let mut w = Windower::new(2, 10, 10.0, 10.0);
+        let mut got = Vec::new();
+        w.push(0.0, &numbered(0, 20), |_| unreachable!());
+        // No audio until 8 s (the microphone is away): 6 s of gap, one window closes by 12 s.
+        w.push(8.0, &[], |_| unreachable!());
+        assert!(w.closes_within(0, 12.0) && !w.closes_within(0, 9.0));
+        // Samples from 7 s arrive late: 7..8 s is already covered and dropped.
+        w.push(7.0, &numbered(70, 100), |win| got.push((win.gap_s, win.channels[1].clone())));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, 6.0);
+        assert_eq!(&got[0].1[78..82], &[0.0, 0.0, 81.0, 82.0]);
+        assert_eq!(got[0].1[19], 20.0);
+    }
+
+    #[test]
+    fn a_source_faster_than_its_stamps_keeps_every_sample() {
+        // alsa-lib's file plugin: 30 s of samples read in no time, all stamped near 0.
+        let mut w = Windower::new(2, 10, 10.0, 10.0);
+        let mut got = Vec::new();
+        for k in 0..30 {
+            w.push(k as f64 * 1e-3, &numbered(k * 10, k * 10 + 10), |win| {
+                got.push((win.start_s, win.gap_s, win.channels[0][0], win.channels[0][99]))
+            });
+        }
+        assert_eq!(got, vec![(0.0, 0.0, 1.0, 100.0), (10.0, 0.0, 101.0, 200.0), (20.0, 0.0, 201.0, 300.0)]);
+    }
+
+    #[test]
+    fn drift_is_followed_without_gaps() {
+        // The sound card runs 0.1 % slow against the system clock: its 0.1-s reads are
+        // stamped 0.1001 s apart. After 100 s the windows start on the stamps, gap-free.
+        let mut w = Windower::new(1, 1000, 10.0, 10.0);
+        let mut got = Vec::new();
+        let chunk = vec![0.5f32; 100];
+        for k in 0..1000 {
+            w.push(k as f64 * 0.1001, &chunk, |win| got.push((win.start_s, win.gap_s)));
+        }
+        assert_eq!(got.len(), 10);
+        assert!(got.iter().all(|&(_, g)| g == 0.0));
+        let (last_start, _) = got[9];
+        let stamped = 90.0 * 1.001;
+        assert!((last_start - stamped).abs() < 0.01, "{last_start} vs {stamped}");
     }
 
     #[test]

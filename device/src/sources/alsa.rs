@@ -5,7 +5,13 @@
 //! recovered with `prepare()`, counted and logged; samples are lost but the stream goes on.
 //! A device that goes away (ENODEV, EBADFD, ESTRPIPE that `resume` cannot fix: a USB
 //! microphone unplugged) is closed and reopened with exponential backoff until it returns.
+//!
+//! Every period is stamped on the device's monotonic clock ([`super::clock`]) at capture:
+//! the read time minus the frames read and those still waiting in the device's buffer. So
+//! after an overrun or a reopen the stream time moves on by the time lost, and the device
+//! loop sees the gap.
 
+use super::clock::SharedClock;
 use super::{AudioRead, AudioSource};
 use alsa::pcm::{Access, Format, HwParams, PCM};
 use alsa::{Direction, ValueOr};
@@ -38,8 +44,9 @@ pub struct AlsaConfig {
     pub format: SampleFormat,
     /// Frames per read (one period).
     pub period_frames: usize,
-    /// First wait before reopening a vanished device; doubles up to 8 s.
+    /// First wait before reopening a vanished device; doubles up to `reopen_backoff_max`.
     pub reopen_backoff: Duration,
+    pub reopen_backoff_max: Duration,
 }
 
 impl AlsaConfig {
@@ -51,6 +58,7 @@ impl AlsaConfig {
             format: SampleFormat::S16,
             period_frames: 4800,
             reopen_backoff: Duration::from_millis(250),
+            reopen_backoff_max: Duration::from_secs(8),
         }
     }
 }
@@ -67,6 +75,8 @@ pub trait CapturePcm {
     fn read_s32(&self, buf: &mut [i32]) -> alsa::Result<usize>;
     fn prepare(&self) -> alsa::Result<()>;
     fn resume(&self) -> alsa::Result<()>;
+    /// Frames captured and not yet read (still in the device's buffer).
+    fn avail(&self) -> alsa::Result<i64>;
 }
 
 impl CapturePcm for PCM {
@@ -82,6 +92,11 @@ impl CapturePcm for PCM {
     fn resume(&self) -> alsa::Result<()> {
         PCM::resume(self)
     }
+    // `Frames` is a C long: i64 here, i32 on 32-bit ARM.
+    #[allow(clippy::unnecessary_cast)]
+    fn avail(&self) -> alsa::Result<i64> {
+        PCM::avail(self).map(|f| f as i64)
+    }
 }
 
 /// Opens the configured PCM: at start, and again after the device was lost.
@@ -92,8 +107,9 @@ pub struct AlsaSource {
     pcm: Option<Box<dyn CapturePcm>>,
     opener: PcmOpener,
     raw: Raw,
-    /// Frames delivered so far: the stream clock.
-    frames: u64,
+    clock: SharedClock,
+    /// When the first frame of the last period read was captured (device timeline).
+    stamp: f64,
     pub xruns: u64,
     pub reopens: u64,
 }
@@ -121,13 +137,13 @@ fn open_pcm(cfg: &AlsaConfig) -> Result<PCM> {
 }
 
 impl AlsaSource {
-    /// Open `cfg.device` through alsa-lib.
-    pub fn open(cfg: AlsaConfig) -> Result<AlsaSource> {
-        AlsaSource::with_opener(cfg, Box::new(|c| Ok(Box::new(open_pcm(c)?) as Box<dyn CapturePcm>)))
+    /// Open `cfg.device` through alsa-lib; periods are stamped on `clock`.
+    pub fn open(cfg: AlsaConfig, clock: SharedClock) -> Result<AlsaSource> {
+        AlsaSource::with_opener(cfg, Box::new(|c| Ok(Box::new(open_pcm(c)?) as Box<dyn CapturePcm>)), clock)
     }
 
     /// Capture from the PCMs `opener` gives (called now, and after each loss of the device).
-    pub fn with_opener(cfg: AlsaConfig, mut opener: PcmOpener) -> Result<AlsaSource> {
+    pub fn with_opener(cfg: AlsaConfig, mut opener: PcmOpener, clock: SharedClock) -> Result<AlsaSource> {
         let pcm = opener(&cfg)?;
         let n = cfg.period_frames * cfg.channels as usize;
         let raw = match cfg.format {
@@ -135,7 +151,7 @@ impl AlsaSource {
             SampleFormat::S32 => Raw::S32(vec![0; n]),
         };
         tracing::info!(device = %cfg.device, rate = cfg.rate, channels = cfg.channels, format = ?cfg.format, "ALSA capture open");
-        Ok(AlsaSource { cfg, pcm: Some(pcm), opener, raw, frames: 0, xruns: 0, reopens: 0 })
+        Ok(AlsaSource { cfg, pcm: Some(pcm), opener, raw, clock, stamp: 0.0, xruns: 0, reopens: 0 })
     }
 
     pub fn config(&self) -> &AlsaConfig {
@@ -158,7 +174,7 @@ impl AlsaSource {
                     }
                     Err(e) => {
                         tracing::warn!("{e:#}; retrying in {:.1} s", (backoff * 2).as_secs_f64());
-                        backoff = (backoff * 2).min(Duration::from_secs(8));
+                        backoff = (backoff * 2).min(self.cfg.reopen_backoff_max);
                     }
                 }
                 continue;
@@ -170,7 +186,9 @@ impl AlsaSource {
             match r {
                 Ok(0) => continue,
                 Ok(n) => {
-                    self.frames += n as u64;
+                    // The last frame read was captured `avail` frames before now.
+                    let behind = n as i64 + pcm.avail().unwrap_or(0).max(0);
+                    self.stamp = self.clock.now() - behind as f64 / self.cfg.rate as f64;
                     return Ok(n);
                 }
                 Err(e) if e.errno() == libc_errno::EPIPE => {
@@ -229,8 +247,8 @@ impl AudioSource for AlsaSource {
     /// Reads at most one period.
     fn read(&mut self, buf: &mut [f32]) -> Result<Option<AudioRead>> {
         let ch = self.cfg.channels as usize;
-        let t = self.frames as f64 / self.cfg.rate as f64;
         let n = self.read_period(buf.len() / ch)?;
+        let t = self.stamp;
         let k = n * ch;
         match &self.raw {
             Raw::S16(b) => buf.iter_mut().zip(&b[..k]).for_each(|(d, s)| *d = *s as f32 / 32_768.0),
@@ -247,16 +265,26 @@ impl AudioSource for AlsaSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::clock::Manual;
     use std::cell::RefCell;
     use std::rc::Rc;
+    use std::sync::Arc;
+
+    const RATE: f64 = 48_000.0;
 
     /// What a scripted read does.
     #[derive(Clone, Copy, Debug)]
     enum Step {
-        /// Deliver this many frames (stereo; sample values count up from the last one).
+        /// Deliver this many frames (stereo; sample values count up from the last one); the
+        /// clock moves on by their duration, as a real read returns once they are captured.
         Frames(usize),
         /// Fail with this errno.
         Fail(i32),
+        /// Frames captured and lost (an overrun): the clock moves on, no read happens.
+        Lose(usize),
+        /// This many more frames are captured before the next read returns, and wait in the
+        /// buffer (`avail`) after it.
+        Backlog(usize),
     }
 
     #[derive(Default)]
@@ -264,6 +292,7 @@ mod tests {
         opens: usize,
         prepares: usize,
         next_sample: i16,
+        backlog: i64,
     }
 
     type Shared<T> = Rc<RefCell<T>>;
@@ -271,13 +300,20 @@ mod tests {
     struct Scripted {
         steps: Shared<Vec<Step>>,
         log: Shared<Log>,
+        clock: Arc<Manual>,
     }
 
     impl CapturePcm for Scripted {
         fn read_s16(&self, buf: &mut [i16]) -> alsa::Result<usize> {
-            let step = self.steps.borrow_mut().remove(0);
+            let mut step = self.steps.borrow_mut().remove(0);
+            while let Step::Lose(n) | Step::Backlog(n) = step {
+                self.clock.advance(n as f64 / RATE);
+                self.log.borrow_mut().backlog = if matches!(step, Step::Backlog(_)) { n as i64 } else { 0 };
+                step = self.steps.borrow_mut().remove(0);
+            }
             match step {
                 Step::Frames(n) => {
+                    self.clock.advance(n as f64 / RATE);
                     let mut log = self.log.borrow_mut();
                     for s in &mut buf[..n * 2] {
                         *s = log.next_sample;
@@ -287,6 +323,7 @@ mod tests {
                 }
                 // alsa-rs keeps the positive errno (its `acheck!` negates alsa-lib's return).
                 Step::Fail(errno) => Err(alsa::Error::new("snd_pcm_readi", errno)),
+                Step::Lose(_) | Step::Backlog(_) => unreachable!("taken above"),
             }
         }
         fn read_s32(&self, _: &mut [i32]) -> alsa::Result<usize> {
@@ -299,14 +336,18 @@ mod tests {
         fn resume(&self) -> alsa::Result<()> {
             Err(alsa::Error::new("snd_pcm_resume", libc_errno::ENODEV))
         }
+        fn avail(&self) -> alsa::Result<i64> {
+            Ok(std::mem::take(&mut self.log.borrow_mut().backlog))
+        }
     }
 
     /// A source over `steps`, whose opener fails (the device is absent) on the calls listed
-    /// in `absent` (0 is the first open).
+    /// in `absent` (0 is the first open); each failed open takes a second of the clock.
     fn scripted(steps: Vec<Step>, absent: &'static [usize]) -> (AlsaSource, Shared<Vec<Step>>, Shared<Log>) {
         let steps = Rc::new(RefCell::new(steps));
         let log = Rc::new(RefCell::new(Log::default()));
-        let (s, l) = (steps.clone(), log.clone());
+        let clock = Manual::shared();
+        let (s, l, c) = (steps.clone(), log.clone(), clock.clone());
         let opener: PcmOpener = Box::new(move |cfg| {
             let call = {
                 let mut log = l.borrow_mut();
@@ -314,13 +355,14 @@ mod tests {
                 log.opens - 1
             };
             if absent.contains(&call) {
+                c.advance(1.0);
                 anyhow::bail!("ALSA PCM {:?}: cannot open for capture: No such device", cfg.device);
             }
-            Ok(Box::new(Scripted { steps: s.clone(), log: l.clone() }) as Box<dyn CapturePcm>)
+            Ok(Box::new(Scripted { steps: s.clone(), log: l.clone(), clock: c.clone() }) as Box<dyn CapturePcm>)
         });
         let cfg =
             AlsaConfig { period_frames: 4, reopen_backoff: Duration::from_millis(1), ..AlsaConfig::new("usb_mic") };
-        (AlsaSource::with_opener(cfg, opener).unwrap(), steps, log)
+        (AlsaSource::with_opener(cfg, opener, clock).unwrap(), steps, log)
     }
 
     fn read(src: &mut AlsaSource) -> (AudioRead, Vec<f32>) {
@@ -335,13 +377,14 @@ mod tests {
     }
 
     #[test]
-    fn overrun_is_prepared_and_counted_and_the_stream_goes_on() {
+    fn overrun_is_prepared_and_counted_and_the_stream_time_moves_over_the_lost_samples() {
         let (mut src, steps, log) =
-            scripted(vec![Step::Frames(4), Step::Fail(libc_errno::EPIPE), Step::Frames(3)], &[]);
+            scripted(vec![Step::Frames(4), Step::Lose(10), Step::Fail(libc_errno::EPIPE), Step::Frames(3)], &[]);
         let (r, x) = read(&mut src);
         assert_eq!((r.frames, r.t, x), (4, 0.0, samples(0, 8)));
         let (r, x) = read(&mut src);
-        assert_eq!((r.frames, r.t, x), (3, 4.0 / 48_000.0, samples(8, 6)));
+        assert_eq!((r.frames, x), (3, samples(8, 6)));
+        assert!((r.t - 14.0 / RATE).abs() < 1e-12, "{}", r.t);
         assert_eq!((src.xruns, src.reopens, log.borrow().prepares, log.borrow().opens), (1, 0, 1, 1));
         assert!(steps.borrow().is_empty());
     }
@@ -356,9 +399,20 @@ mod tests {
         let (r, x) = read(&mut src);
         // Waits of 1, 2 and 4 ms before the three tries.
         assert!(t0.elapsed() >= Duration::from_millis(7), "{:?}", t0.elapsed());
-        assert_eq!((r.frames, r.t, x), (4, 4.0 / 48_000.0, samples(8, 8)));
+        // The two seconds the device was away are on the stream clock.
+        assert_eq!((r.frames, x), (4, samples(8, 8)));
+        assert!((r.t - (2.0 + 4.0 / RATE)).abs() < 1e-12, "{}", r.t);
         assert_eq!((src.reopens, log.borrow().opens, src.xruns), (1, 4, 0));
         assert!(steps.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_read_behind_the_capture_is_stamped_at_its_first_frame() {
+        // The second period is read after 6 more frames were captured.
+        let (mut src, _, _) = scripted(vec![Step::Frames(4), Step::Backlog(6), Step::Frames(4)], &[]);
+        read(&mut src);
+        let (r, _) = read(&mut src);
+        assert!((r.t - 4.0 / RATE).abs() < 1e-12, "{}", r.t);
     }
 
     #[test]

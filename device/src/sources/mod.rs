@@ -3,6 +3,7 @@
 //! same loop runs on a Jetson's microphone and on a test fixture.
 
 pub mod alsa;
+pub mod clock;
 pub mod convert;
 pub mod file;
 pub mod pacing;
@@ -17,7 +18,8 @@ use avsc_shared::image::RgbImage;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AudioRead {
     pub frames: usize,
-    /// Seconds since the source started.
+    /// When the first of them was captured, in seconds: on the device's clock for a live
+    /// source ([`clock`]), since the start of the file for a file.
     pub t: f64,
 }
 
@@ -27,7 +29,8 @@ pub trait AudioSource {
     fn channels(&self) -> usize;
     /// Fill `buf` (interleaved, samples in [-1, 1)) with the next samples, up to
     /// `buf.len() / channels` frames. `Ok(None)` at the end of the stream; a live source
-    /// blocks until samples arrive and never ends on its own.
+    /// blocks until samples arrive and never ends on its own. A read of 0 frames says there
+    /// is no audio until its time (a live source whose device is away).
     fn read(&mut self, buf: &mut [f32]) -> Result<Option<AudioRead>>;
     /// A short description for logs.
     fn describe(&self) -> String;
@@ -43,7 +46,7 @@ pub trait AudioSource {
     }
 }
 
-/// An RGB frame and its time in seconds since the source started.
+/// An RGB frame and when it was captured, on the same clock as the audio's reads.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Frame {
     pub t: f64,
@@ -106,8 +109,9 @@ impl FrameThinner {
         if t + 1e-9 < self.next {
             return false;
         }
-        // The next grid point strictly after t.
-        self.next = ((t / self.period).floor() + 1.0) * self.period;
+        // The next grid point strictly after t (a t a rounding error below a grid point
+        // counts as on it, as above: else the next frame would be kept too).
+        self.next = (((t + 1e-9) / self.period).floor() + 1.0) * self.period;
         true
     }
 }

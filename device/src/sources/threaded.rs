@@ -4,10 +4,17 @@
 //! buffers queue up (`queue_s` of audio) and the main thread catches up afterwards. Only if
 //! it stays behind longer than that does the capture thread block, and the device's own
 //! buffer overrun — which the ALSA source recovers and reports.
+//!
+//! Live, with a heartbeat ([`ThreadedAudio::with_heartbeat`]): when no audio has come for
+//! the stall time (the microphone is gone and being reopened), `read` returns an empty read
+//! stamped with the clock, so the loop's time goes on without audio and windows keep being
+//! classified from the camera alone.
 
+use super::clock::SharedClock;
 use super::{AudioRead, AudioSource};
 use anyhow::{Context, Result};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::time::Duration;
 
 type Chunk = (AudioRead, Vec<f32>);
 
@@ -19,6 +26,7 @@ pub struct ThreadedAudio {
     describe: String,
     /// The chunk being handed out and how many of its frames are gone.
     current: Option<(Chunk, usize)>,
+    heartbeat: Option<(SharedClock, Duration)>,
 }
 
 impl ThreadedAudio {
@@ -72,7 +80,15 @@ impl ThreadedAudio {
             })
             .context("cannot start the audio thread")?;
         let (rate, channels, describe) = opened_rx.recv().context("audio thread died while opening")??;
-        Ok(ThreadedAudio { rx, pool: pool_tx, rate, channels, describe, current: None })
+        Ok(ThreadedAudio { rx, pool: pool_tx, rate, channels, describe, current: None, heartbeat: None })
+    }
+
+    /// When no audio arrives for `stall`, `read` returns an empty read stamped `stall`
+    /// before `clock`'s now (audio captured before that may still be on its way): no audio
+    /// until then. The clock must be the one the source stamps its reads with.
+    pub fn with_heartbeat(mut self, clock: SharedClock, stall: Duration) -> ThreadedAudio {
+        self.heartbeat = Some((clock, stall));
+        self
     }
 }
 
@@ -87,9 +103,17 @@ impl AudioSource for ThreadedAudio {
 
     fn read(&mut self, buf: &mut [f32]) -> Result<Option<AudioRead>> {
         if self.current.is_none() {
-            match self.rx.recv() {
+            let chunk = match &self.heartbeat {
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some((_, stall)) => self.rx.recv_timeout(*stall),
+            };
+            match chunk {
                 Ok(chunk) => self.current = Some((chunk?, 0)),
-                Err(_) => return Ok(None),
+                Err(RecvTimeoutError::Disconnected) => return Ok(None),
+                Err(RecvTimeoutError::Timeout) => {
+                    let (clock, stall) = self.heartbeat.as_ref().expect("timeouts only with a heartbeat");
+                    return Ok(Some(AudioRead { frames: 0, t: clock.now() - stall.as_secs_f64() }));
+                }
             }
         }
         let ch = self.channels;
