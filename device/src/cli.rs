@@ -5,7 +5,7 @@ use crate::infer::Engine;
 use crate::pipeline::{run_loop, spawn_camera, stop_on_signals, FrameFeed, LoopOptions};
 use crate::sources::alsa::{AlsaConfig, AlsaSource, SampleFormat};
 use crate::sources::clock::Monotonic;
-use crate::sources::file::{ClipAudio, ClipFrames, ImageFolder, NoAudio};
+use crate::sources::file::{FileAudio, ImageFolder, NoAudio, VideoFile};
 use crate::sources::pacing::Paced;
 use crate::sources::threaded::ThreadedAudio;
 use crate::sources::v4l::{PixelFormat, V4lConfig, V4lSource};
@@ -372,7 +372,7 @@ fn classify_one(
     let (fps, size) = (engine.frames().fps, engine.frames().size);
     let (path, audio, frames): (&Path, Box<dyn AudioSource>, Option<Box<dyn FrameSource>>) = match job {
         Job::Mp4(p) => {
-            let frames = match engine.has_visual().then(|| ClipFrames::open_video(p, fps, Some(size))) {
+            let frames = match engine.has_visual().then(|| VideoFile::open(p, fps, Some(size))) {
                 Some(Ok(f)) => Some(Box::new(f) as Box<dyn FrameSource>),
                 Some(Err(e)) => {
                     tracing::warn!("{}: video not decoded, audio only: {e:#}", p.display());
@@ -380,10 +380,10 @@ fn classify_one(
                 }
                 None => None,
             };
-            let audio: Box<dyn AudioSource> = match ClipAudio::open(p) {
+            let audio: Box<dyn AudioSource> = match FileAudio::open(p) {
                 Ok(audio) => Box::new(audio),
                 Err(e) if frames.is_some() => {
-                    // Only now is the file's duration needed (the frames were decoded).
+                    // Only now is the file's duration needed (its headers are read again).
                     let info = avsc_shared::decode::probe(p)?;
                     let why = if info.has_audio {
                         format!("audio not decoded, visual only ({})", root_cause(&e))
@@ -398,7 +398,7 @@ fn classify_one(
             (p, audio, frames)
         }
         Job::Wav(p, dir) => {
-            let audio = ClipAudio::open(p)?;
+            let audio = FileAudio::open(p)?;
             let frames = match dir {
                 Some(d) => Some(Box::new(ImageFolder::open(d, fps)?) as Box<dyn FrameSource>),
                 None => None,

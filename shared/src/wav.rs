@@ -104,25 +104,86 @@ fn u32_at(b: &[u8], i: usize) -> u32 {
     u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
 }
 
-/// Decode WAV bytes.
-pub fn decode(b: &[u8]) -> Result<Audio> {
-    ensure!(b.len() >= 12 && &b[0..4] == b"RIFF" && &b[8..12] == b"WAVE", "not a RIFF/WAVE file");
-    let mut pos = 12;
+/// Where a WAV file's samples are and how they are stored.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Layout {
+    format: SampleFormat,
+    pub channels: usize,
+    pub sample_rate: u32,
+    /// Byte offset and length of the `data` chunk's samples.
+    pub data_offset: u64,
+    pub data_len: u64,
+}
+
+impl Layout {
+    /// Bytes per frame (one sample of every channel).
+    pub fn frame_bytes(&self) -> usize {
+        self.format.width() * self.channels
+    }
+
+    pub fn frames(&self) -> u64 {
+        self.data_len / self.frame_bytes() as u64
+    }
+
+    /// Append the frames in `data` (whole frames, as stored) to `out`, one `Vec` per channel;
+    /// `first_frame` numbers them in errors.
+    pub fn convert(&self, data: &[u8], first_frame: u64, out: &mut [Vec<f32>]) -> Result<()> {
+        let ch = self.channels;
+        let width = self.format.width();
+        for (i, s) in data.chunks_exact(width).enumerate() {
+            let v = match self.format {
+                SampleFormat::Int(16) => i16::from_le_bytes([s[0], s[1]]) as f32 / 32768.0,
+                SampleFormat::Int(24) => (i32::from_le_bytes([0, s[0], s[1], s[2]]) >> 8) as f32 / 8_388_608.0,
+                SampleFormat::Int(_) => i32::from_le_bytes([s[0], s[1], s[2], s[3]]) as f32 / 2_147_483_648.0,
+                SampleFormat::Float32 => {
+                    let v = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+                    ensure!(v.is_finite(), "non-finite sample ({v}) at frame {}", first_frame + (i / ch) as u64);
+                    v
+                }
+            };
+            out[i % ch].push(v);
+        }
+        Ok(())
+    }
+}
+
+impl SampleFormat {
+    fn width(self) -> usize {
+        match self {
+            SampleFormat::Int(bits) => bits as usize / 8,
+            SampleFormat::Float32 => 4,
+        }
+    }
+}
+
+/// Find the `fmt ` and `data` chunks of a WAV of `len` bytes, reading it through `read_at`
+/// (offset, buffer to fill): only the chunk headers and the `fmt ` body are read.
+pub fn layout(len: u64, read_at: &mut dyn FnMut(u64, &mut [u8]) -> Result<()>) -> Result<Layout> {
+    let mut head = [0u8; 12];
+    ensure!(len >= 12, "not a RIFF/WAVE file");
+    read_at(0, &mut head)?;
+    ensure!(&head[0..4] == b"RIFF" && &head[8..12] == b"WAVE", "not a RIFF/WAVE file");
+    let mut pos = 12u64;
     let mut fmt: Option<(SampleFormat, usize, u32)> = None;
-    while pos + 8 <= b.len() {
-        let id = &b[pos..pos + 4];
-        let size = u32_at(b, pos + 4) as usize;
+    while pos + 8 <= len {
+        let mut ck = [0u8; 8];
+        read_at(pos, &mut ck)?;
+        let id = &ck[0..4];
+        let size = u32_at(&ck, 4) as u64;
         let body = pos + 8;
         if id == b"fmt " {
-            ensure!(size >= 16 && body + size <= b.len(), "truncated fmt chunk");
-            let tag = u16_at(b, body);
-            let channels = u16_at(b, body + 2) as usize;
-            let rate = u32_at(b, body + 4);
-            let bits = u16_at(b, body + 14);
+            ensure!(size >= 16 && body + size <= len, "truncated fmt chunk");
+            let mut b = [0u8; 40];
+            let n = size.min(40) as usize;
+            read_at(body, &mut b[..n])?;
+            let tag = u16_at(&b, 0);
+            let channels = u16_at(&b, 2) as usize;
+            let rate = u32_at(&b, 4);
+            let bits = u16_at(&b, 14);
             let tag = if tag == WAVE_FORMAT_EXTENSIBLE {
                 ensure!(size >= 40, "truncated WAVE_FORMAT_EXTENSIBLE fmt chunk");
                 // The sub-format GUID starts with the plain format tag.
-                u16_at(b, body + 24)
+                u16_at(&b, 24)
             } else {
                 tag
             };
@@ -142,35 +203,15 @@ pub fn decode(b: &[u8]) -> Result<Audio> {
             fmt = Some((format, channels, rate));
         } else if id == b"data" {
             let (format, channels, rate) = fmt.context("data chunk before fmt chunk")?;
-            let width = match format {
-                SampleFormat::Int(bits) => bits as usize / 8,
-                SampleFormat::Float32 => 4,
-            };
-            let frame = width * channels;
-            let available = b.len() - body;
+            let frame = (format.width() * channels) as u64;
+            let available = len - body;
             ensure!(size <= available, "truncated: data chunk declares {size} bytes but only {available} are present");
             ensure!(
                 size.is_multiple_of(frame),
                 "data chunk size {size} is not a whole number of {channels}-channel frames"
             );
-            let n = size / frame;
-            ensure!(n > 0, "no audio samples");
-            let data = &b[body..body + size];
-            let mut out = vec![Vec::with_capacity(n); channels];
-            for (i, s) in data.chunks_exact(width).enumerate() {
-                let v = match format {
-                    SampleFormat::Int(16) => i16::from_le_bytes([s[0], s[1]]) as f32 / 32768.0,
-                    SampleFormat::Int(24) => (i32::from_le_bytes([0, s[0], s[1], s[2]]) >> 8) as f32 / 8_388_608.0,
-                    SampleFormat::Int(_) => i32::from_le_bytes([s[0], s[1], s[2], s[3]]) as f32 / 2_147_483_648.0,
-                    SampleFormat::Float32 => {
-                        let v = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-                        ensure!(v.is_finite(), "non-finite sample ({v}) at frame {}", i / channels);
-                        v
-                    }
-                };
-                out[i % channels].push(v);
-            }
-            return Ok(Audio { sample_rate: rate, channels: out });
+            ensure!(size / frame > 0, "no audio samples");
+            return Ok(Layout { format, channels, sample_rate: rate, data_offset: body, data_len: size });
         }
         // Chunks are padded to even sizes.
         pos = body + size + (size & 1);
@@ -179,6 +220,20 @@ pub fn decode(b: &[u8]) -> Result<Audio> {
         None => bail!("no fmt chunk"),
         Some(_) => bail!("no data chunk (truncated file?)"),
     }
+}
+
+/// Decode WAV bytes.
+pub fn decode(b: &[u8]) -> Result<Audio> {
+    let l = layout(b.len() as u64, &mut |at, buf| {
+        let at = at as usize;
+        buf.copy_from_slice(&b[at..at + buf.len()]);
+        Ok(())
+    })?;
+    let n = l.frames() as usize;
+    let mut out = vec![Vec::with_capacity(n); l.channels];
+    let start = l.data_offset as usize;
+    l.convert(&b[start..start + l.data_len as usize], 0, &mut out)?;
+    Ok(Audio { sample_rate: l.sample_rate, channels: out })
 }
 
 /// Encode as a canonical WAV: 16-bit PCM or 32-bit float.

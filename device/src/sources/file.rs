@@ -1,11 +1,128 @@
-//! File-backed sources: decoded audio (WAV, or the AAC track of an MP4), the frames of an MP4
-//! and folders of images. `classify` and the tests use them; they end when the file does.
+//! File-backed sources: a file's audio (WAV, FLAC, OGG, MP3, the audio track of an MP4 or
+//! MOV) and an MP4's frames, both decoded as the loop asks for them, so a recording of any
+//! length is classified in the memory of one window; audio already in memory; folders of
+//! images. `classify` and the tests use them; they end when the file does.
 
 use super::{AudioRead, AudioSource, Frame, FrameSource};
 use anyhow::{bail, Context, Result};
-use avsc_shared::image::{read_image, RgbImage};
-use avsc_shared::wav::Audio;
+use avsc_shared::decode::{AudioStream, Named, VideoFrames};
+use avsc_shared::image::{read_image, FrameResizer};
+use avsc_shared::wav::{Audio, Stereo};
 use std::path::{Path, PathBuf};
+
+/// A file's audio, decoded a packet at a time. More than two channels are mixed down to
+/// stereo as they are read (and every window's note says so).
+pub struct FileAudio {
+    stream: Named,
+    channels_in: usize,
+    pos: u64,
+    name: String,
+    note: Option<String>,
+    /// Reads of more than two channels, before the mix-down.
+    wide: Vec<f32>,
+    planar: Vec<Vec<f32>>,
+}
+
+impl FileAudio {
+    pub fn open(path: &Path) -> Result<FileAudio> {
+        let stream = avsc_shared::decode::open_audio(path)?;
+        let channels_in = stream.channels();
+        let note = (channels_in > 2).then(|| Stereo::Downmixed(channels_in).note("audio")).flatten();
+        let planar = if channels_in > 2 { vec![Vec::new(); channels_in] } else { Vec::new() };
+        let name = path.display().to_string();
+        Ok(FileAudio { stream, channels_in, pos: 0, name, note, wide: Vec::new(), planar })
+    }
+}
+
+impl AudioSource for FileAudio {
+    fn sample_rate(&self) -> u32 {
+        self.stream.sample_rate()
+    }
+
+    fn channels(&self) -> usize {
+        self.channels_in.min(2)
+    }
+
+    fn read(&mut self, buf: &mut [f32]) -> Result<Option<AudioRead>> {
+        let n = if self.channels_in <= 2 {
+            self.stream.read(buf)?
+        } else {
+            let frames = buf.len() / 2;
+            self.wide.resize(frames * self.channels_in, 0.0);
+            let n = self.stream.read(&mut self.wide)?;
+            for (c, p) in self.planar.iter_mut().enumerate() {
+                p.clear();
+                p.extend(self.wide[..n * self.channels_in].iter().skip(c).step_by(self.channels_in));
+            }
+            let stereo = avsc_shared::wav::downmix_to_stereo(&self.planar);
+            for (i, frame) in buf[..n * 2].chunks_exact_mut(2).enumerate() {
+                frame[0] = stereo[0][i];
+                frame[1] = stereo[1][i];
+            }
+            n
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        let t = self.pos as f64 / self.sample_rate() as f64;
+        self.pos += n as u64;
+        Ok(Some(AudioRead { frames: n, t }))
+    }
+
+    fn describe(&self) -> String {
+        let len = self.stream.frames_hint().map(|f| format!(", {:.2} s", f as f64 / self.sample_rate() as f64));
+        format!("{} ({} Hz, {} ch{})", self.name, self.sample_rate(), self.channels_in, len.unwrap_or_default())
+    }
+
+    fn note(&self) -> Option<&str> {
+        self.note.as_deref()
+    }
+}
+
+/// An MP4's frames at the models' rate, decoded one at a time as the loop asks for them and
+/// resized to the models' size.
+pub struct VideoFile {
+    frames: VideoFrames,
+    first: Option<Frame>,
+    resizer: FrameResizer,
+    size: Option<usize>,
+    name: String,
+}
+
+impl VideoFile {
+    /// Open `path` for `fps` frames a second (resized to `size` x `size` when given). The
+    /// first frame is decoded here, so a video that cannot be decoded at all fails now.
+    pub fn open(path: &Path, fps: f64, size: Option<usize>) -> Result<VideoFile> {
+        let frames = avsc_shared::decode::open_frames(path, fps, None)?;
+        let name = path.display().to_string();
+        let mut v = VideoFile { frames, first: None, resizer: FrameResizer::new(), size, name };
+        v.first = v.decode()?;
+        Ok(v)
+    }
+
+    fn decode(&mut self) -> Result<Option<Frame>> {
+        Ok(self.frames.next_frame()?.map(|(t, img)| Frame {
+            t,
+            image: match self.size {
+                Some(size) => self.resizer.resize(&img, size),
+                None => img,
+            },
+        }))
+    }
+}
+
+impl FrameSource for VideoFile {
+    fn next_frame(&mut self) -> Result<Option<Frame>> {
+        match self.first.take() {
+            Some(f) => Ok(Some(f)),
+            None => self.decode(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("{} ({} frames left)", self.name, self.frames.remaining() + self.first.is_some() as usize)
+    }
+}
 
 /// Audio already in memory, served in chunks.
 pub struct ClipAudio {
@@ -27,19 +144,6 @@ impl ClipAudio {
     /// An audio file (WAV, FLAC, OGG, MP3, ...) or the audio track of an MP4 (the shared
     /// decoder). More than two channels are mixed down to stereo, which each window's
     /// note says ([`AudioSource::note`]).
-    pub fn open(path: &Path) -> Result<ClipAudio> {
-        let mut audio = avsc_shared::decode::decode_audio(path)?;
-        let mut note = None;
-        if audio.channels.len() > 2 {
-            let (stereo, how) = audio.into_stereo()?;
-            note = how.note("audio");
-            audio = stereo;
-        }
-        let mut clip = ClipAudio::new(audio, path.display().to_string()).with_context(|| path.display().to_string())?;
-        clip.note = note;
-        Ok(clip)
-    }
-
     pub fn duration_s(&self) -> f64 {
         self.audio.n_samples() as f64 / self.audio.sample_rate as f64
     }
@@ -79,44 +183,6 @@ impl AudioSource for ClipAudio {
 }
 
 /// Frames decoded up front: an MP4's video track sampled at `fps` by presentation time.
-pub struct ClipFrames {
-    frames: std::vec::IntoIter<(f64, RgbImage)>,
-    name: String,
-}
-
-impl ClipFrames {
-    pub fn new(frames: Vec<(f64, RgbImage)>, name: impl Into<String>) -> ClipFrames {
-        ClipFrames { frames: frames.into_iter(), name: name.into() }
-    }
-
-    /// `size`: keep the frames resized to `size` x `size` (the networks' input, made with the
-    /// same resizer the engine uses, whose resize of an image already at `size` is the
-    /// identity), instead of at the video's resolution: 3 MB for a 10-s clip at 2 fps
-    /// instead of 55 MB at 720p.
-    pub fn open_video(path: &Path, fps: f64, size: Option<usize>) -> Result<ClipFrames> {
-        let mut frames = avsc_shared::decode::decode_video_frames(path, fps, None)?;
-        if let Some(size) = size {
-            let mut resizer = avsc_shared::image::FrameResizer::new();
-            for (_, img) in &mut frames {
-                *img = resizer.resize(img, size);
-            }
-        }
-        Ok(ClipFrames::new(frames, path.display().to_string()))
-    }
-}
-
-impl FrameSource for ClipFrames {
-    fn next_frame(&mut self) -> Result<Option<Frame>> {
-        Ok(self.frames.next().map(|(t, image)| Frame { t, image }))
-    }
-
-    fn describe(&self) -> String {
-        format!("{} ({} frames left)", self.name, self.frames.len())
-    }
-}
-
-/// A folder of PNG/JPEG images in file-name order, frame k shown at (k + 0.5) / fps s: the
-/// times at which the trainer sampled a clip's frames.
 pub struct ImageFolder {
     files: Vec<PathBuf>,
     next: usize,

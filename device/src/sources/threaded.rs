@@ -137,7 +137,7 @@ impl AudioSource for ThreadedAudio {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::file::ClipAudio;
+    use crate::sources::file::{ClipAudio, FileAudio};
     use avsc_shared::wav::Audio;
 
     #[test]
@@ -154,6 +154,6 @@ mod tests {
         }
         assert_eq!(got, (0..n).map(|i| i as f32).collect::<Vec<_>>());
         assert!(times.iter().all(|&(t, k)| (t - k as f64 / 1000.0).abs() < 1e-9));
-        assert!(ThreadedAudio::spawn(|| ClipAudio::open(std::path::Path::new("/nonexistent.wav")), 0.1, 1.0).is_err());
+        assert!(ThreadedAudio::spawn(|| FileAudio::open(std::path::Path::new("/nonexistent.wav")), 0.1, 1.0).is_err());
     }
 }

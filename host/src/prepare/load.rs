@@ -59,7 +59,9 @@ pub fn load(item: &Item, frames: &FramePreset, w: &mut Worker, notes: &mut Vec<S
 /// Stereo audio at the preset's rate, exactly one window long. Returns the seconds of
 /// zero padding added.
 pub fn load_audio(path: &Path, preset: &FeaturePreset, notes: &mut Vec<String>) -> Result<(Audio, f64)> {
-    let audio = decode::decode_audio(path)?;
+    // One window and a second (more than any resampling filter reaches) is all that is
+    // used: the rest of a long file is never decoded.
+    let audio = decode::decode_audio_head(path, Some(preset.clip_seconds + 1.0))?;
     if let Some((c, i)) =
         audio.channels.iter().enumerate().find_map(|(c, x)| x.iter().position(|v| !v.is_finite()).map(|i| (c, i)))
     {

@@ -169,6 +169,24 @@ fn rbsp(nal: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The name of an H.264 profile, for messages ("High 4:4:4 Predictive profile (244)").
+pub fn profile_name(profile_idc: u8) -> String {
+    let name = match profile_idc {
+        66 => "Constrained Baseline/Baseline",
+        77 => "Main",
+        88 => "Extended",
+        100 => "High",
+        110 => "High 10",
+        122 => "High 4:2:2",
+        244 => "High 4:4:4 Predictive",
+        44 => "CAVLC 4:4:4 Intra",
+        83 | 86 => "Scalable",
+        118 | 128 => "Multiview",
+        _ => "unknown",
+    };
+    format!("{name} profile ({profile_idc})")
+}
+
 pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo> {
     ensure!(nal.len() >= 4 && nal[0] & 0x1f == 7, "corrupt SPS NAL");
     let data = rbsp(&nal[1..]);

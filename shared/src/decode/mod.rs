@@ -8,19 +8,29 @@
 //! pictures they depend on are decoded: not the non-reference frames nobody chose, not the
 //! tail of a GOP after its last chosen frame, nothing after the last target's frame.
 //!
+//! Both are streamed: [`open_frames`] and [`open_audio`] read the file a sample or a packet
+//! at a time (only the `moov` of an MP4 is read whole), so memory is bounded by what the
+//! caller holds, not by the recording's length; [`decode_video_frames`], [`decode_audio`]
+//! and [`decode_clip`] collect the same streams for callers that want a whole clip.
+//!
 //! Every error is one line naming the file and the reason; corrupt input never panics.
 
 mod aac;
 mod audio_file;
+mod frames;
 mod h264;
 mod mp4;
+mod stream;
 
 pub use audio_file::AUDIO_EXTENSIONS;
+pub use stream::{AudioStream, Named};
 
 use crate::image::RgbImage;
 use crate::wav::Audio;
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use mp4::{Codec, Kind, Movie, Track};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// What a video file holds, from its headers alone.
@@ -39,7 +49,20 @@ pub struct VideoInfo {
 
 /// Read a video file's headers.
 pub fn probe(path: &Path) -> Result<VideoInfo> {
-    with_file(path, "cannot probe", |file| video_info(&mp4::parse(file)?))
+    named(path, "cannot probe", || video_info(&parse(&open(path)?)?))
+}
+
+fn open(path: &Path) -> Result<File> {
+    File::open(path).context("cannot read")
+}
+
+fn parse(file: &File) -> Result<Movie> {
+    stream::guarded(|| mp4::parse_file(file))
+}
+
+/// Errors of `f` as one line naming the file (panics from the codecs, a backstop, too).
+fn named<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    stream::guarded(f).map_err(|e| anyhow!("{}: {what}: {e:#}", path.display()))
 }
 
 fn video_info(movie: &Movie) -> Result<VideoInfo> {
@@ -59,40 +82,111 @@ fn video_info(movie: &Movie) -> Result<VideoInfo> {
     })
 }
 
+/// An MP4's frames, decoded one at a time as they are asked for (see the module docs for
+/// which frames); errors name the file.
+pub struct VideoFrames {
+    inner: frames::FrameStream,
+    name: String,
+}
+
+impl VideoFrames {
+    /// The next frame: (presentation time in seconds, upright RGB), `None` after the last.
+    pub fn next_frame(&mut self) -> Result<Option<(f64, RgbImage)>> {
+        stream::guarded(|| self.inner.next_frame()).map_err(|e| anyhow!("{}: cannot decode video: {e:#}", self.name))
+    }
+
+    /// Frames not handed out yet.
+    pub fn remaining(&self) -> usize {
+        self.inner.remaining()
+    }
+}
+
+/// Open an MP4's H.264 track for `fps` frames per second, chosen by presentation time, up
+/// to `max_seconds` if given.
+pub fn open_frames(path: &Path, fps: f64, max_seconds: Option<f64>) -> Result<VideoFrames> {
+    named(path, "cannot decode video", || {
+        let file = open(path)?;
+        let movie = parse(&file)?;
+        let inner = frames::FrameStream::new(file, video_track(&movie)?, fps, max_seconds)?;
+        Ok(VideoFrames { inner, name: path.display().to_string() })
+    })
+}
+
 /// Decode `fps` frames per second of an MP4's H.264 track, chosen by presentation time
 /// (see the module docs), up to `max_seconds` if given. Returns (presentation time in
 /// seconds, RGB frame) in presentation order.
 pub fn decode_video_frames(path: &Path, fps: f64, max_seconds: Option<f64>) -> Result<Vec<(f64, RgbImage)>> {
-    with_file(path, "cannot decode video", |file| {
-        let movie = mp4::parse(file)?;
-        video_frames(file, video_track(&movie)?, fps, max_seconds)
-    })
+    let mut s = open_frames(path, fps, max_seconds)?;
+    let mut out = Vec::with_capacity(s.remaining());
+    while let Some(f) = s.next_frame()? {
+        out.push(f);
+    }
+    Ok(out)
 }
 
-/// Decode a file's audio: the AAC track of an MP4 (priming removed, so sample 0 is time
-/// 0), a WAV file, or any other audio file symphonia reads (FLAC, OGG Vorbis, MP3, 8-bit
-/// and other PCM WAV variants, AIFF, CAF; see `audio_file`), at its own rate and channels.
-pub fn decode_audio(path: &Path) -> Result<Audio> {
+/// Open a file's audio for streaming: the audio track of an MP4/MOV/M4A (AAC or MP3,
+/// priming removed, so frame 0 is time 0), a WAV file, or any other audio file symphonia
+/// reads (FLAC, OGG Vorbis, MP3, 8-bit and other PCM WAV variants, AIFF, CAF; see
+/// `audio_file`), at its own rate and channels.
+pub fn open_audio(path: &Path) -> Result<Named> {
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    with_file(path, "cannot decode audio", |file| {
-        if file.starts_with(b"RIFF") || matches!(ext.as_deref(), Some("wav" | "wave")) {
-            // The product's own reader first (PCM 16/24/32, float 32); symphonia for the sample
-            // formats it does not take (8-bit, A-law/µ-law, ADPCM, 64-bit float). A file the
-            // own reader refuses for being broken (truncated, non-finite) stays refused.
-            return match crate::wav::decode(file) {
-                Err(own) if own.to_string().starts_with("unsupported") => {
-                    audio_file::decode(file, Some("wav")).map_err(|e| own.context(format!("{e:#}")))
-                }
-                r => r,
+    let inner = named(path, "cannot decode audio", || -> Result<Box<dyn AudioStream>> {
+        let file = open(path)?;
+        let mut magic = [0u8; 8];
+        let n = file.metadata().map_or(0, |m| m.len().min(8) as usize);
+        file.read_exact_at(&mut magic[..n], 0).context("cannot read")?;
+        let magic = &magic[..n];
+        if magic.starts_with(b"RIFF") || matches!(ext.as_deref(), Some("wav" | "wave")) {
+            // The product's own reader first (PCM 16/24/32, float 32); symphonia for the
+            // sample formats it does not take (8-bit, A-law/µ-law, ADPCM, 64-bit float). A
+            // file the own reader refuses for being broken (truncated) stays refused.
+            let own = stream::WavPackets::open(file.try_clone().context("cannot read")?);
+            let s: Result<Box<dyn AudioStream>> = match own {
+                Ok(s) => Ok(Box::new(s)),
+                Err(own) if own.to_string().starts_with("unsupported") => match audio_file::open(file, Some("wav")) {
+                    Ok(s) => Ok(Box::new(s)),
+                    Err(e) => Err(own.context(format!("{e:#}"))),
+                },
+                Err(e) => Err(e),
+            };
+            return s.context("invalid WAV");
+        }
+        if is_iso_bmff(magic) {
+            let movie = parse(&file)?;
+            let track = audio_track(&movie)?.clone();
+            return Ok(Box::new(aac::open(file, &movie, &track)?));
+        }
+        Ok(Box::new(audio_file::open(file, ext.as_deref())?))
+    })?;
+    Ok(Named::new(inner, path.display().to_string()))
+}
+
+/// Decode a file's audio whole (see [`open_audio`]).
+pub fn decode_audio(path: &Path) -> Result<Audio> {
+    decode_audio_head(path, None)
+}
+
+/// Decode a file's audio up to `max_seconds` (the rest of the file is not read), or whole.
+pub fn decode_audio_head(path: &Path, max_seconds: Option<f64>) -> Result<Audio> {
+    let mut s = open_audio(path)?;
+    let ch = s.channels();
+    let limit = max_seconds.map_or(u64::MAX, |m| (m.max(0.0) * s.sample_rate() as f64).ceil() as u64);
+    let hint = s.frames_hint().unwrap_or(0).min(limit).min(1 << 28);
+    let mut channels = vec![Vec::with_capacity(hint as usize); ch];
+    let mut buf = vec![0.0f32; 4096 * ch];
+    while (channels[0].len() as u64) < limit {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let n = n.min((limit - channels[0].len() as u64) as usize);
+        for frame in buf[..n * ch].chunks_exact(ch) {
+            for (c, v) in channels.iter_mut().zip(frame) {
+                c.push(*v);
             }
-            .context("invalid WAV");
         }
-        if is_iso_bmff(file) {
-            let movie = mp4::parse(file)?;
-            return aac::decode(file, &movie, audio_track(&movie)?);
-        }
-        audio_file::decode(file, ext.as_deref())
-    })
+    }
+    Ok(Audio { sample_rate: s.sample_rate(), channels })
 }
 
 /// An MP4/MOV/M4A (ISO base media) file: its first box is `ftyp`, or a QuickTime `moov`,
@@ -101,7 +195,7 @@ fn is_iso_bmff(file: &[u8]) -> bool {
     file.len() >= 8 && matches!(&file[4..8], b"ftyp" | b"moov" | b"mdat" | b"wide" | b"free" | b"skip")
 }
 
-/// A whole clip at once: the file is read and parsed once for both tracks.
+/// A whole clip at once.
 pub struct Clip {
     pub info: VideoInfo,
     pub frames: Vec<(f64, RgbImage)>,
@@ -110,32 +204,10 @@ pub struct Clip {
 }
 
 pub fn decode_clip(path: &Path, fps: f64, max_seconds: Option<f64>) -> Result<Clip> {
-    with_file(path, "cannot decode", |file| {
-        let movie = mp4::parse(file)?;
-        let info = video_info(&movie)?;
-        let frames = video_frames(file, video_track(&movie)?, fps, max_seconds).context("video")?;
-        let audio = match movie.track(Kind::Audio) {
-            Some(_) => Some(aac::decode(file, &movie, audio_track(&movie)?).context("audio")?),
-            None => None,
-        };
-        Ok(Clip { info, frames, audio })
-    })
-}
-
-/// Read the file and run `f` on its bytes; errors (and, as a backstop, panics from the
-/// codecs) become one line naming the file.
-fn with_file<T>(path: &Path, what: &str, f: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
-    let file = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&file)));
-    let r = r.unwrap_or_else(|p| {
-        let msg = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        Err(anyhow!("decoder panicked (corrupt input?): {msg}"))
-    });
-    r.map_err(|e| anyhow!("{}: {what}: {e:#}", path.display()))
+    let info = probe(path)?;
+    let frames = decode_video_frames(path, fps, max_seconds).context("video")?;
+    let audio = if info.has_audio { Some(decode_audio(path).context("audio")?) } else { None };
+    Ok(Clip { info, frames, audio })
 }
 
 fn video_track(movie: &Movie) -> Result<&Track> {
@@ -184,120 +256,6 @@ pub(crate) fn select_frames(pts: &[i64], timescale: u32, fps: f64, limit: f64) -
         chosen.push(order[j]);
     }
     chosen
-}
-
-fn video_frames(file: &[u8], track: &Track, fps: f64, max_seconds: Option<f64>) -> Result<Vec<(f64, RgbImage)>> {
-    ensure!(fps > 0.0 && fps.is_finite(), "frame rate {fps} must be positive");
-    let Codec::Avc { avcc, .. } = &track.codec else { unreachable!("checked by video_track") };
-    ensure!(!track.samples.is_empty(), "video track has no frames");
-    let avc = h264::parse_avcc(avcc)?;
-    let sps = h264::parse_sps(&avc.sps[0])?;
-    ensure!(
-        sps.chroma_format_idc == 1 && sps.bit_depth == 8,
-        "unsupported H.264 format (profile {}, chroma format {}, {}-bit): only 8-bit 4:2:0 is decoded",
-        sps.profile_idc,
-        sps.chroma_format_idc,
-        sps.bit_depth
-    );
-    ensure!(sps.frame_mbs_only, "interlaced H.264 is not supported");
-
-    let ts = track.timescale as f64;
-    let delay_ticks = (track.edit_delay * ts).round() as i64;
-    let pts: Vec<i64> = track.samples.iter().map(|s| s.pts - track.edit_media_time + delay_ticks).collect();
-    let limit = max_seconds.map_or(track.duration(), |m| m.min(track.duration()));
-    let chosen = select_frames(&pts, track.timescale, fps, limit);
-    if chosen.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut got = Collector { wanted: vec![Vec::new(); track.samples.len()], out: vec![None; chosen.len()] };
-    for (slot, &i) in chosen.iter().enumerate() {
-        got.wanted[i].push(slot);
-    }
-    let mut missing = chosen.len();
-    let last = chosen.iter().copied().max().unwrap_or(0);
-
-    // Which samples to decode: each chosen frame and the reference pictures before it
-    // back to the nearest IDR, or back to the previous chosen frame when there is no IDR
-    // in between (its references are decoded already). The rest of each GOP after its
-    // last chosen frame, and every non-reference frame nobody chose, is never decoded.
-    let mut kinds = Vec::with_capacity(last + 1);
-    for (i, s) in track.samples[..=last].iter().enumerate() {
-        kinds.push(avc.kind(s.data(file)?).with_context(|| format!("frame {i}"))?);
-    }
-    let mut decode = vec![false; last + 1];
-    let mut sorted = chosen.clone();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut next = 0;
-    for c in sorted {
-        let start = (next..=c).rev().find(|&i| kinds[i].idr).unwrap_or(next);
-        for (i, d) in decode.iter_mut().enumerate().take(c + 1).skip(start) {
-            *d = kinds[i].reference || i == c;
-        }
-        next = c + 1;
-    }
-
-    let mut dec = h264::H264Decoder::new()?;
-    let mut headers = Some(avc.annex_b_headers());
-    let mut au = Vec::new();
-    for (i, s) in track.samples.iter().enumerate().take(last + 1) {
-        if !decode[i] {
-            continue;
-        }
-        avc.to_annex_b(s.data(file)?, &mut au).with_context(|| format!("frame {i}"))?;
-        if let Some(h) = headers.take() {
-            au.splice(0..0, h);
-        }
-        let pic = dec.decode(&au, i as u64).with_context(|| format!("frame {i} (decode order)"))?;
-        if let Some(pic) = pic {
-            missing -= got.take(pic, sps.colour);
-        }
-        if missing == 0 {
-            break;
-        }
-    }
-    while missing > 0 {
-        match dec.flush().context("flushing the decoder")? {
-            Some(pic) => missing -= got.take(pic, sps.colour),
-            None => break,
-        }
-    }
-    let out = got.out;
-    let size = out.iter().flatten().next().map(|f| (f.width, f.height));
-    chosen
-        .iter()
-        .zip(out)
-        .map(|(&i, img)| {
-            let t = pts[i] as f64 / ts;
-            let img = img.with_context(|| format!("the decoder never output the frame at {t:.3} s"))?;
-            ensure!(Some((img.width, img.height)) == size, "frame size changed mid-stream");
-            // Upright, as the phone showed it.
-            Ok((t, if track.rotation == 0 { img } else { img.rotated(track.rotation) }))
-        })
-        .collect()
-}
-
-/// The chosen frames as they come out of the decoder.
-struct Collector {
-    /// For each sample (decode order), the output slots it fills: a slow source can serve
-    /// several targets.
-    wanted: Vec<Vec<usize>>,
-    out: Vec<Option<RgbImage>>,
-}
-
-impl Collector {
-    /// Keep `pic` if a target wants it; returns how many slots it filled.
-    fn take(&mut self, pic: h264::Picture<'_>, colour: h264::ColourInfo) -> usize {
-        let slots = self.wanted.get(pic.tag as usize).map(Vec::as_slice).unwrap_or_default();
-        if slots.is_empty() || self.out[slots[0]].is_some() {
-            return 0;
-        }
-        let img = pic.to_rgb(colour);
-        for &s in slots {
-            self.out[s] = Some(img.clone());
-        }
-        slots.len()
-    }
 }
 
 #[cfg(test)]

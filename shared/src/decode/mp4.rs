@@ -7,6 +7,8 @@
 //! record from write a plain `moov`).
 
 use anyhow::{bail, ensure, Context, Result};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 
 /// The codec of a track, with what its decoder needs from the sample description.
 #[derive(Clone, Debug)]
@@ -39,13 +41,10 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// The sample's bytes in `file` (the file the movie was parsed from).
-    pub fn data<'a>(&self, file: &'a [u8]) -> Result<&'a [u8]> {
-        let start = usize::try_from(self.offset).ok();
-        start
-            .and_then(|s| file.get(s..))
-            .and_then(|b| b.get(..self.size as usize))
-            .context("sample lies beyond the end of the file (truncated file?)")
+    /// Read the sample's bytes from `file` (the file the movie was parsed from) into `buf`.
+    pub fn read(&self, file: &File, buf: &mut Vec<u8>) -> Result<()> {
+        buf.resize(self.size as usize, 0);
+        file.read_exact_at(buf, self.offset).context("sample lies beyond the end of the file (truncated file?)")
     }
 }
 
@@ -204,7 +203,9 @@ impl<'a> Rd<'a> {
     }
 }
 
-/// Parse the `moov` of an MP4 file held in memory.
+/// Parse the `moov` of an MP4 file held in memory (what [`parse_file`] does on disk; for
+/// fuzzing and tests).
+#[allow(dead_code)]
 pub fn parse(file: &[u8]) -> Result<Movie> {
     let mut moov = None;
     for bx in boxes(file) {
@@ -215,7 +216,56 @@ pub fn parse(file: &[u8]) -> Result<Movie> {
             _ => {}
         }
     }
-    let moov = moov.context("no 'moov' box (not an MP4 file, or truncated)")?;
+    parse_moov(moov.context("no 'moov' box (not an MP4 file, or truncated)")?, file.len() as u64)
+}
+
+/// The largest `moov` read (sample tables of a 24-hour 60-fps video take about 100 MB).
+const MAX_MOOV: u64 = 256 << 20;
+
+/// Parse the `moov` of an MP4 file on disk, reading only the top-level box headers and the
+/// `moov` itself: the media data stays on disk (samples are read with [`Sample::read`]).
+pub fn parse_file(file: &File) -> Result<Movie> {
+    let len = file.metadata().context("cannot stat")?.len();
+    let mut pos = 0u64;
+    let mut moov = None;
+    while pos < len {
+        let mut hdr = [0u8; 16];
+        let n = (len - pos).min(16) as usize;
+        ensure!(n >= 8, "{n} stray bytes where a box header should be");
+        file.read_exact_at(&mut hdr[..n], pos).context("cannot read")?;
+        let size32 = u32::from_be_bytes(hdr[0..4].try_into().unwrap()) as u64;
+        let typ: [u8; 4] = hdr[4..8].try_into().unwrap();
+        let (size, head) = match size32 {
+            0 => (len - pos, 8),
+            1 => {
+                ensure!(n >= 16, "truncated 64-bit box header");
+                (u64::from_be_bytes(hdr[8..16].try_into().unwrap()), 16)
+            }
+            s => (s, 8),
+        };
+        ensure!(size >= head, "box '{}' has an impossible size {size}", fourcc(&typ));
+        ensure!(
+            size <= len - pos,
+            "box '{}' declares {size} bytes but only {} remain (truncated file?)",
+            fourcc(&typ),
+            len - pos
+        );
+        match &typ {
+            b"moov" => {
+                ensure!(size <= MAX_MOOV, "'moov' box of {size} bytes is larger than any real movie's");
+                let mut body = vec![0u8; (size - head) as usize];
+                file.read_exact_at(&mut body, pos + head).context("cannot read")?;
+                moov = Some(body);
+            }
+            b"moof" => bail!("fragmented MP4 ('moof') is not supported"),
+            _ => {}
+        }
+        pos += size;
+    }
+    parse_moov(&moov.context("no 'moov' box (not an MP4 file, or truncated)")?, len)
+}
+
+fn parse_moov(moov: &[u8], file_len: u64) -> Result<Movie> {
     let mvhd = need(moov, b"mvhd")?;
     let mut r = Rd::new(mvhd, "mvhd");
     let version = r.u8()?;
@@ -225,7 +275,7 @@ pub fn parse(file: &[u8]) -> Result<Movie> {
     for bx in boxes(moov) {
         let bx = bx?;
         if &bx.typ == b"trak" {
-            tracks.push(parse_trak(bx.body, movie_timescale, file.len() as u64)?);
+            tracks.push(parse_trak(bx.body, movie_timescale, file_len)?);
         }
     }
     let udta = child(moov, b"udta")?.unwrap_or_default().to_vec();

@@ -1,0 +1,86 @@
+//! Memory bounded by the window, not the recording: `classify` decodes files as the loop asks
+//! for samples and frames, so a 3-minute video (or FLAC) peaks at the resident memory of a
+//! 10-second one. Before streaming, the whole file was decoded first: about 1.4 MB per
+//! second of video (a 21-minute video peaked at 1.75 GB).
+//!
+//! Skipped under qemu (device/ci-aarch64.sh): decoding 3 minutes of video is too slow there.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+
+/// A `seconds`-long 320x240 30-fps H.264 video with a stereo AAC tone, made by ffmpeg.
+fn video(dir: &Path, seconds: u32, name: &str) -> PathBuf {
+    let out = dir.join(name);
+    let o = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-ac", "2"])
+        .args(["-t", &seconds.to_string(), "-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-c:a", "aac"])
+        .arg(&out)
+        .output()
+        .expect("ffmpeg makes these fixtures: apt-get install ffmpeg (.ci/run does)");
+    assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+fn flac(dir: &Path, from: &Path, name: &str) -> PathBuf {
+    let out = dir.join(name);
+    let o = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(from)
+        .args(["-vn", "-c:a", "flac"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+/// Classify `input`; returns its JSON lines and the peak resident memory (KiB) the run
+/// logged at its end (the last of its memory lines).
+fn classify(bundle: &Path, input: &Path) -> (Vec<serde_json::Value>, u64) {
+    let o = run(bin().env("RUST_LOG", "info").args(["classify", "--bundle"]).arg(bundle).arg(input));
+    assert!(o.status.success());
+    let log = String::from_utf8_lossy(&o.stderr);
+    let peak = log
+        .rsplit("peak_rss_kib=")
+        .next()
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .expect("the run logs its peak memory");
+    (json_lines(&o), peak)
+}
+
+#[test]
+fn a_long_recording_classifies_in_the_memory_of_a_short_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = write_bundle(&dir.path().join("b"), BundleSpec::default());
+    let short = video(dir.path(), 10, "short.mp4");
+    let long = video(dir.path(), 180, "long.mp4");
+    let mut peaks = Vec::new();
+    for (input, windows) in [
+        (short.clone(), 1),
+        (long.clone(), 18),
+        (flac(dir.path(), &short, "short.flac"), 1),
+        (flac(dir.path(), &long, "long.flac"), 18),
+    ] {
+        let (lines, peak) = classify(&bundle, &input);
+        assert_eq!(lines.len(), windows, "{}", input.display());
+        let video = input.extension().is_some_and(|e| e == "mp4");
+        for (k, l) in lines.iter().enumerate() {
+            assert_eq!(l["start_s"].as_f64().unwrap(), 10.0 * k as f64);
+            let want = if video { ["audio", "visual"].as_slice() } else { ["audio"].as_slice() };
+            assert_eq!(l["modalities"], serde_json::json!(want), "{l}");
+            if video {
+                assert_eq!(l["frames"], 20, "{l}");
+            }
+        }
+        eprintln!("{}: {windows} windows, peak RSS {} KiB", input.display(), peak);
+        peaks.push(peak);
+    }
+    // 18 times the recording, the same memory within a few MB.
+    for (short, long, what) in [(peaks[0], peaks[1], "video"), (peaks[2], peaks[3], "FLAC")] {
+        assert!(long <= short + 8 * 1024, "{what}: peak {long} KiB for 3 minutes against {short} KiB for 10 s");
+    }
+}

@@ -1,0 +1,180 @@
+//! An MP4's frames decoded as they are asked for: the chosen frames (see the module docs of
+//! `decode`) come out in presentation order, one at a time, and only the pictures the next
+//! one depends on are decoded. The file is read a sample at a time, so memory is bounded by
+//! the decoder's reference pictures and the frames waiting to be handed out (at most the
+//! stream's reordering delay), not by the video's length.
+
+use super::h264::{self, AvcConfig, ColourInfo, H264Decoder, SampleKind};
+use super::mp4::{Codec, Track};
+use super::select_frames;
+use crate::image::RgbImage;
+use anyhow::{ensure, Context, Result};
+use std::collections::BTreeMap;
+use std::fs::File;
+
+pub struct FrameStream {
+    file: File,
+    track: Track,
+    avc: AvcConfig,
+    colour: ColourInfo,
+    /// Presentation time of each sample, ticks from presentation time 0.
+    pts: Vec<i64>,
+    /// Sample chosen for each output slot (presentation order).
+    chosen: Vec<usize>,
+    /// The output slots each chosen sample fills (a slow source serves several targets).
+    wanted: BTreeMap<usize, Vec<usize>>,
+    /// Chosen samples in decode order, without repeats; `segments` of them are decoded.
+    sorted: Vec<usize>,
+    segments: usize,
+    /// The first sample after the last chosen one decoded.
+    next_sample: usize,
+    /// Decoded frames not yet handed out, by slot; `next_slot` is the next to hand out.
+    ready: BTreeMap<usize, RgbImage>,
+    next_slot: usize,
+    flushed: bool,
+    size: Option<(usize, usize)>,
+    dec: H264Decoder,
+    headers: Option<Vec<u8>>,
+    sample: Vec<u8>,
+    au: Vec<u8>,
+}
+
+impl FrameStream {
+    /// `fps` frames per second of `track` (an H.264 track of `file`), up to `max_seconds`.
+    pub(super) fn new(file: File, track: &Track, fps: f64, max_seconds: Option<f64>) -> Result<FrameStream> {
+        ensure!(fps > 0.0 && fps.is_finite(), "frame rate {fps} must be positive");
+        let Codec::Avc { avcc, .. } = &track.codec else { unreachable!("checked by video_track") };
+        ensure!(!track.samples.is_empty(), "video track has no frames");
+        let avc = h264::parse_avcc(avcc)?;
+        let sps = h264::parse_sps(avc.sps.first().context("'avcC' has no sequence parameter set")?)?;
+        ensure!(
+            sps.chroma_format_idc == 1 && sps.bit_depth == 8,
+            "unsupported H.264 format ({}, chroma format {}, {}-bit): only 8-bit 4:2:0 is decoded",
+            h264::profile_name(sps.profile_idc),
+            sps.chroma_format_idc,
+            sps.bit_depth
+        );
+        ensure!(sps.frame_mbs_only, "interlaced H.264 is not supported");
+        let ts = track.timescale as f64;
+        let delay_ticks = (track.edit_delay * ts).round() as i64;
+        let pts: Vec<i64> = track.samples.iter().map(|s| s.pts - track.edit_media_time + delay_ticks).collect();
+        let limit = max_seconds.map_or(track.duration(), |m| m.min(track.duration()));
+        let chosen = select_frames(&pts, track.timescale, fps, limit);
+        let mut wanted: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (slot, &i) in chosen.iter().enumerate() {
+            wanted.entry(i).or_default().push(slot);
+        }
+        let sorted: Vec<usize> = wanted.keys().copied().collect();
+        Ok(FrameStream {
+            file,
+            track: track.clone(),
+            headers: Some(avc.annex_b_headers()),
+            avc,
+            colour: sps.colour,
+            pts,
+            chosen,
+            wanted,
+            sorted,
+            segments: 0,
+            next_sample: 0,
+            ready: BTreeMap::new(),
+            next_slot: 0,
+            flushed: false,
+            size: None,
+            dec: H264Decoder::new()?,
+            sample: Vec::new(),
+            au: Vec::new(),
+        })
+    }
+
+    /// Frames not handed out yet.
+    pub fn remaining(&self) -> usize {
+        self.chosen.len() - self.next_slot
+    }
+
+    /// The next frame (presentation time in seconds, upright RGB), `None` after the last.
+    pub fn next_frame(&mut self) -> Result<Option<(f64, RgbImage)>> {
+        loop {
+            if self.next_slot == self.chosen.len() {
+                return Ok(None);
+            }
+            if let Some(img) = self.ready.remove(&self.next_slot) {
+                let t = self.pts[self.chosen[self.next_slot]] as f64 / self.track.timescale as f64;
+                self.next_slot += 1;
+                let size = *self.size.get_or_insert((img.width, img.height));
+                ensure!(size == (img.width, img.height), "frame size changed mid-stream");
+                // Upright, as the phone showed it.
+                let img = if self.track.rotation == 0 { img } else { img.rotated(self.track.rotation) };
+                return Ok(Some((t, img)));
+            }
+            if self.segments < self.sorted.len() {
+                self.decode_segment()?;
+            } else if !self.flushed {
+                self.flushed = true;
+                while let Some(pic) = self.dec.flush().context("flushing the decoder")? {
+                    take(&self.wanted, &mut self.ready, self.next_slot, pic, self.colour);
+                }
+            } else {
+                let t = self.pts[self.chosen[self.next_slot]] as f64 / self.track.timescale as f64;
+                anyhow::bail!("the decoder never output the frame at {t:.3} s");
+            }
+        }
+    }
+
+    /// Decode up to the next chosen sample c: from the nearest IDR before it (or from the
+    /// sample after the previous chosen one when there is no IDR in between: its
+    /// references are decoded already), the reference pictures and c itself. The rest of a
+    /// GOP after its last chosen frame, and every non-reference frame nobody chose, is
+    /// never decoded.
+    fn decode_segment(&mut self) -> Result<()> {
+        let c = self.sorted[self.segments];
+        self.segments += 1;
+        let mut kinds: Vec<SampleKind> = Vec::new();
+        for i in (self.next_sample..=c).rev() {
+            self.track.samples[i].read(&self.file, &mut self.sample)?;
+            let kind = self.avc.kind(&self.sample).with_context(|| format!("frame {i}"))?;
+            kinds.push(kind);
+            if kind.idr {
+                break;
+            }
+        }
+        kinds.reverse();
+        let start = c + 1 - kinds.len();
+        for (i, kind) in (start..=c).zip(kinds) {
+            if !(kind.reference || i == c) {
+                continue;
+            }
+            self.track.samples[i].read(&self.file, &mut self.sample)?;
+            self.avc.to_annex_b(&self.sample, &mut self.au).with_context(|| format!("frame {i}"))?;
+            if let Some(h) = self.headers.take() {
+                self.au.splice(0..0, h);
+            }
+            let pic = self.dec.decode(&self.au, i as u64).with_context(|| format!("frame {i} (decode order)"))?;
+            if let Some(pic) = pic {
+                take(&self.wanted, &mut self.ready, self.next_slot, pic, self.colour);
+            }
+        }
+        self.next_sample = c + 1;
+        Ok(())
+    }
+}
+
+/// Keep `pic` in `ready` for the slots that want it and are not handed out yet.
+fn take(
+    wanted: &BTreeMap<usize, Vec<usize>>,
+    ready: &mut BTreeMap<usize, RgbImage>,
+    next_slot: usize,
+    pic: h264::Picture<'_>,
+    colour: ColourInfo,
+) {
+    let Some(slots) = wanted.get(&(pic.tag as usize)) else { return };
+    let open = |s: &&usize| **s >= next_slot && !ready.contains_key(*s);
+    if !slots.iter().any(|s| open(&s)) {
+        return;
+    }
+    let img = pic.to_rgb(colour);
+    let slots: Vec<usize> = slots.iter().filter(open).copied().collect();
+    for s in slots {
+        ready.insert(s, img.clone());
+    }
+}
