@@ -13,7 +13,7 @@
 mod aac;
 mod audio_file;
 mod h264;
-mod mp4;
+pub mod mp4;
 
 pub use audio_file::AUDIO_EXTENSIONS;
 
@@ -186,10 +186,42 @@ pub(crate) fn select_frames(pts: &[i64], timescale: u32, fps: f64, limit: f64) -
     chosen
 }
 
-fn video_frames(file: &[u8], track: &Track, fps: f64, max_seconds: Option<f64>) -> Result<Vec<(f64, RgbImage)>> {
+/// The most frames [`decode_video_frames`] returns: 13.9 hours at 2 frames per second. A
+/// file stating a longer duration (a corrupt or hostile edit list or sample time) is refused
+/// rather than sampled into millions of copies of its few pictures.
+pub const MAX_FRAME_TARGETS: usize = 100_000;
+
+/// What [`video_frames`] will decode, worked out from the container and the H.264 headers
+/// alone (no picture is decoded).
+struct FramePlan {
+    avc: h264::AvcConfig,
+    sps: h264::SpsInfo,
+    /// Each sample's presentation time, ticks from presentation time 0.
+    pts: Vec<i64>,
+    /// The sample shown at each target time (see [`select_frames`]).
+    chosen: Vec<usize>,
+    /// The last chosen sample in decode order.
+    last: usize,
+    /// Which of the samples up to `last` are fed to the decoder.
+    decode: Vec<bool>,
+}
+
+fn plan_frames(file: &[u8], track: &Track, fps: f64, max_seconds: Option<f64>) -> Result<FramePlan> {
     ensure!(fps > 0.0 && fps.is_finite(), "frame rate {fps} must be positive");
     let Codec::Avc { avcc, .. } = &track.codec else { unreachable!("checked by video_track") };
     ensure!(!track.samples.is_empty(), "video track has no frames");
+    let ts = track.timescale as f64;
+    let delay_ticks = (track.edit_delay * ts).round() as i64;
+    // Saturating: a corrupt edit list must not overflow (it only moves frames out of reach).
+    let pts: Vec<i64> =
+        track.samples.iter().map(|s| s.pts.saturating_sub(track.edit_media_time).saturating_add(delay_ticks)).collect();
+    let limit = max_seconds.map_or(track.duration(), |m| m.min(track.duration()));
+    // One target per 1/fps s of the duration, which the file states: bound it before
+    // allocating a slot for each.
+    ensure!(
+        limit * fps <= MAX_FRAME_TARGETS as f64,
+        "{limit:.0} s of video at {fps} frames per second is more than {MAX_FRAME_TARGETS} frames (corrupt duration?)"
+    );
     let avc = h264::parse_avcc(avcc)?;
     let sps = h264::parse_sps(&avc.sps[0])?;
     ensure!(
@@ -201,20 +233,11 @@ fn video_frames(file: &[u8], track: &Track, fps: f64, max_seconds: Option<f64>) 
     );
     ensure!(sps.frame_mbs_only, "interlaced H.264 is not supported");
 
-    let ts = track.timescale as f64;
-    let delay_ticks = (track.edit_delay * ts).round() as i64;
-    let pts: Vec<i64> = track.samples.iter().map(|s| s.pts - track.edit_media_time + delay_ticks).collect();
-    let limit = max_seconds.map_or(track.duration(), |m| m.min(track.duration()));
     let chosen = select_frames(&pts, track.timescale, fps, limit);
-    if chosen.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut got = Collector { wanted: vec![Vec::new(); track.samples.len()], out: vec![None; chosen.len()] };
-    for (slot, &i) in chosen.iter().enumerate() {
-        got.wanted[i].push(slot);
-    }
-    let mut missing = chosen.len();
     let last = chosen.iter().copied().max().unwrap_or(0);
+    if chosen.is_empty() {
+        return Ok(FramePlan { avc, sps, pts, chosen, last, decode: Vec::new() });
+    }
 
     // Which samples to decode: each chosen frame and the reference pictures before it
     // back to the nearest IDR, or back to the previous chosen frame when there is no IDR
@@ -236,6 +259,43 @@ fn video_frames(file: &[u8], track: &Track, fps: f64, max_seconds: Option<f64>) 
         }
         next = c + 1;
     }
+    Ok(FramePlan { avc, sps, pts, chosen, last, decode })
+}
+
+/// Parse an MP4 held in memory and plan the decoding of its video track at `fps` as
+/// [`decode_video_frames`] does, without decoding a picture: the container, `avcC`, SPS and
+/// every NAL length prefix up to the last chosen frame are read. Returns the number of
+/// frames chosen. For the fuzzer (`avsc-fuzz mp4`): everything but OpenH264 itself.
+#[doc(hidden)]
+pub fn plan_video_frames(file: &[u8], fps: f64, max_seconds: Option<f64>) -> Result<usize> {
+    let movie = mp4::parse(file)?;
+    Ok(plan_frames(file, video_track(&movie)?, fps, max_seconds)?.chosen.len())
+}
+
+/// Parse an MP4 held in memory and apply its audio track's edit list (or iTunes gapless
+/// info) to `n` samples of silence at `sample_rate`, as [`decode_audio`] does to the AAC
+/// decoder's output. Returns the samples kept. For the fuzzer (`avsc-fuzz mp4`): the
+/// container arithmetic without symphonia.
+#[doc(hidden)]
+pub fn plan_audio_trim(file: &[u8], sample_rate: u32, n: usize) -> Result<usize> {
+    ensure!(sample_rate > 0, "sample rate 0");
+    let movie = mp4::parse(file)?;
+    let mut channels = vec![vec![0.0; n]];
+    aac::trim_to_presentation(&mut channels, sample_rate, &movie, audio_track(&movie)?)?;
+    Ok(channels[0].len())
+}
+
+fn video_frames(file: &[u8], track: &Track, fps: f64, max_seconds: Option<f64>) -> Result<Vec<(f64, RgbImage)>> {
+    let FramePlan { avc, sps, pts, chosen, last, decode } = plan_frames(file, track, fps, max_seconds)?;
+    if chosen.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ts = track.timescale as f64;
+    let mut got = Collector { wanted: vec![Vec::new(); track.samples.len()], out: vec![None; chosen.len()] };
+    for (slot, &i) in chosen.iter().enumerate() {
+        got.wanted[i].push(slot);
+    }
+    let mut missing = chosen.len();
 
     let mut dec = h264::H264Decoder::new()?;
     let mut headers = Some(avc.annex_b_headers());
@@ -303,6 +363,28 @@ impl Collector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by review of `avsc-fuzz mp4`'s target: an edit list stating a duration of
+    /// 2^64 ticks made `decode_video_frames(.., None)` allocate a target slot per 1/fps s
+    /// until memory ran out.
+    #[test]
+    fn a_huge_stated_duration_is_refused_before_allocating() {
+        let track = Track {
+            kind: Kind::Video,
+            timescale: 1,
+            codec: Codec::Avc { avcc: vec![], width: 64, height: 64 },
+            samples: vec![mp4::Sample { offset: 0, size: 1, dts: 0, pts: 0 }],
+            edit_media_time: 0,
+            edit_delay: 0.0,
+            edit_duration: Some(u64::MAX as f64),
+            rotation: 0,
+        };
+        let e = plan_frames(&[0], &track, 2.0, None).err().unwrap().to_string();
+        assert!(e.contains("more than 100000 frames"), "{e}");
+        // A limit given by the caller keeps it in reach (then the empty avcC is the error).
+        let e = plan_frames(&[0], &track, 2.0, Some(10.0)).err().unwrap().to_string();
+        assert!(e.contains("avcC"), "{e}");
+    }
 
     #[test]
     fn selection_by_presentation_time() {
