@@ -52,8 +52,11 @@ fn windows_without_memory_growth() {
     let t0 = std::time::Instant::now();
     loop {
         let n = lines_in(&out);
-        if start == 0 && n >= 100 {
-            start = rss_kib(pid);
+        // The peak over windows 100-120 against the peak over the last 10: a single sample
+        // at the start (taken between two windows' allocations) against a peak at the end
+        // failed once on noise alone.
+        if (100..120).contains(&n) || (start == 0 && n >= 100) {
+            start = rss_kib(pid).max(start);
         }
         if n + 10 >= windows {
             end = rss_kib(pid).max(end);
@@ -67,7 +70,7 @@ fn windows_without_memory_growth() {
     }
     assert_eq!(lines_in(&out), windows);
     eprintln!(
-        "soak: {windows} windows in {:.1} s; RSS after 100 windows {start} KiB, after {}+ {end} KiB",
+        "soak: {windows} windows in {:.1} s; peak RSS over windows 100-120 {start} KiB, after {}+ {end} KiB",
         t0.elapsed().as_secs_f64(),
         windows - 10
     );

@@ -151,6 +151,28 @@ impl Manifest {
         self.files.iter().find(|f| f.role == role && f.precision == precision)
     }
 
+    /// Parse a manifest's JSON text and check its schema version and labels against this
+    /// build (the files it lists are not looked at: [`Bundle::open`] verifies those).
+    /// `name` (the manifest's path) begins the error messages.
+    pub fn parse(text: &str, name: &str) -> Result<Manifest> {
+        let manifest: Manifest = serde_json::from_str(text).with_context(|| format!("{name}: not a valid manifest"))?;
+        if manifest.schema_version != SCHEMA_VERSION {
+            bail!("{name}: schema_version {} (this build reads {SCHEMA_VERSION})", manifest.schema_version);
+        }
+        if manifest.labels.iter().map(String::as_str).ne(crate::LABELS.iter().copied()) {
+            bail!("{name}: labels {:?} differ from this build's {:?}", manifest.labels, crate::LABELS);
+        }
+        for f in &manifest.files {
+            // JSON numbers beyond f32's range read as infinite means and deviations.
+            if let Some(Normalisation::MeanStd { mean, std }) = &f.normalisation {
+                if !mean.iter().chain(std).all(|v| v.is_finite()) || std.contains(&0.0) {
+                    bail!("{name}: {}: normalisation mean {mean:?} std {std:?} (must be finite, std non-zero)", f.path);
+                }
+            }
+        }
+        Ok(manifest)
+    }
+
     /// Write `manifest.json` into `dir` (atomically).
     pub fn write(&self, dir: &Path) -> Result<()> {
         crate::write_atomic(&dir.join(MANIFEST), serde_json::to_string_pretty(self)?.as_bytes())
@@ -165,19 +187,12 @@ pub struct Bundle {
 }
 
 impl Bundle {
-    /// Read `dir/manifest.json` and check the schema version, the labels and the sha256 of
-    /// every listed file. Errors name the file and what is wrong.
+    /// Read `dir/manifest.json` ([`Manifest::parse`]: schema version, labels) and check the
+    /// sha256 of every listed file. Errors name the file and what is wrong.
     pub fn open(dir: &Path) -> Result<Bundle> {
         let path = dir.join(MANIFEST);
         let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-        let manifest: Manifest =
-            serde_json::from_str(&text).with_context(|| format!("{}: not a valid manifest", path.display()))?;
-        if manifest.schema_version != SCHEMA_VERSION {
-            bail!("{}: schema_version {} (this build reads {SCHEMA_VERSION})", path.display(), manifest.schema_version);
-        }
-        if manifest.labels.iter().map(String::as_str).ne(crate::LABELS.iter().copied()) {
-            bail!("{}: labels {:?} differ from this build's {:?}", path.display(), manifest.labels, crate::LABELS);
-        }
+        let manifest = Manifest::parse(&text, &path.display().to_string())?;
         for f in &manifest.files {
             let file = dir.join(&f.path);
             let bytes = std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
@@ -233,6 +248,34 @@ mod tests {
     #[test]
     fn sha256_known_vector() {
         assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    /// Found by avsc-fuzz (manifest): a number beyond f32's range reads as an infinite
+    /// normalisation constant; and a zero deviation divides by zero.
+    #[test]
+    fn an_infinite_or_zero_normalisation_is_refused() {
+        let mut e = entry("vis_conv.onnx", b"x");
+        e.role = Role::VisConv;
+        e.normalisation = Some(Normalisation::imagenet());
+        let text = serde_json::to_string(&manifest(vec![e])).unwrap();
+        assert!(Manifest::parse(&text, "m.json").is_ok());
+        for bad in ["0.1e309", "0"] {
+            let err = format!("{:#}", Manifest::parse(&text.replace("0.225", bad), "m.json").unwrap_err());
+            assert!(err.starts_with("m.json: vis_conv.onnx: normalisation") && err.contains("finite"), "{err}");
+        }
+    }
+
+    /// Found by avsc-fuzz (manifest): a preset value written and read back came back one ULP
+    /// off (serde_json's default float parsing is not correctly rounded; the workspace now
+    /// enables `float_roundtrip`).
+    #[test]
+    fn preset_values_survive_a_write_and_read() {
+        let text =
+            serde_json::to_string(&manifest(vec![])).unwrap().replace("\"fps\":2.0", "\"fps\":2.18446744073709551616");
+        let m = Manifest::parse(&text, "m.json").unwrap();
+        assert_ne!(m.frame_preset.fps, 2.0);
+        let again = Manifest::parse(&serde_json::to_string_pretty(&m).unwrap(), "m.json").unwrap();
+        assert_eq!(again.frame_preset.fps.to_bits(), m.frame_preset.fps.to_bits());
     }
 
     #[test]

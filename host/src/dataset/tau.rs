@@ -2,7 +2,8 @@
 //! root or inside `TAU-urban-audio-visual-scenes-2021-development.meta/`.
 
 use super::{location_from_stem, Item, Listing, Split, Visual};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use avsc_shared::tsv::{field, Table};
 use avsc_shared::Label;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,42 +15,19 @@ pub fn meta_dir(root: &Path) -> Option<PathBuf> {
     [root.to_path_buf(), root.join(META_SUBDIR)].into_iter().find(|d| d.join("meta.csv").is_file())
 }
 
-/// A parsed TAB-separated file: header names and rows (1-based data row numbers kept for
-/// error messages).
-struct Table {
-    path: PathBuf,
-    columns: HashMap<String, usize>,
-    rows: Vec<(usize, Vec<String>)>,
-}
-
-impl Table {
-    fn read(path: &Path) -> Result<Table> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-        let (_, header) = lines.next().with_context(|| format!("{}: empty CSV", path.display()))?;
-        let columns = header.split('\t').enumerate().map(|(i, h)| (h.trim().to_string(), i)).collect();
-        let rows = lines.map(|(i, l)| (i + 1, l.split('\t').map(|f| f.trim().to_string()).collect())).collect();
-        Ok(Table { path: path.to_path_buf(), columns, rows })
-    }
-
-    fn column(&self, name: &str) -> Result<usize> {
-        match self.columns.get(name) {
-            Some(&i) => Ok(i),
-            None => bail!(
-                "{}: missing column {name:?} (header has: {})",
-                self.path.display(),
-                self.columns.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        }
-    }
+/// Read and parse a TAB-separated file (the parser is [`avsc_shared::tsv`]); errors name
+/// the file.
+fn read_table(path: &Path) -> Result<Table> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    Table::parse(&text, &path.display().to_string())
 }
 
 pub fn list(root: &Path, split: Split) -> Result<Listing> {
     let meta = meta_dir(root).with_context(|| format!("{}: no meta.csv", root.display()))?;
     // Locations come from meta.csv's `identifier`; the split files only list clips.
-    let meta_table = Table::read(&meta.join("meta.csv"))?;
+    let meta_table = read_table(&meta.join("meta.csv"))?;
     let audio_col = meta_table.column("filename_audio")?;
-    let ident_col = meta_table.columns.get("identifier").copied();
+    let ident_col = meta_table.optional_column("identifier");
     let mut identifiers = HashMap::new();
     if let Some(ic) = ident_col {
         for (_, row) in &meta_table.rows {
@@ -60,7 +38,7 @@ pub fn list(root: &Path, split: Split) -> Result<Listing> {
     }
     let table = match split {
         Split::All => meta_table,
-        s => Table::read(&meta.join("evaluation_setup").join(format!("{s}.csv")))?,
+        s => read_table(&meta.join("evaluation_setup").join(format!("{s}.csv")))?,
     };
     let audio_col = table.column("filename_audio")?;
     let video_col = table.column("filename_video")?;
@@ -71,8 +49,8 @@ pub fn list(root: &Path, split: Split) -> Result<Listing> {
     let mut listing = Listing::default();
     let folds = fold_lists(&meta, &mut listing.errors);
     for (line, row) in &table.rows {
-        let at = |c: usize| row.get(c).filter(|s| !s.is_empty());
-        let where_ = format!("{} line {line}", table.path.display());
+        let at = |c: usize| field(row, c);
+        let where_ = format!("{} line {line}", table.name);
         let (Some(audio), Some(video)) = (at(audio_col), at(video_col)) else {
             listing.errors.push(format!("{where_}: missing filename_audio or filename_video"));
             continue;
@@ -107,7 +85,7 @@ pub fn list(root: &Path, split: Split) -> Result<Listing> {
             visual: Some(Visual::Video(mp4)),
             label,
             location,
-            folds: folds.get(audio.as_str()).cloned().unwrap_or_default(),
+            folds: folds.get(audio).cloned().unwrap_or_default(),
         });
     }
     Ok(listing)
@@ -123,7 +101,7 @@ fn fold_lists(meta: &Path, errors: &mut Vec<String>) -> HashMap<String, Vec<Stri
         if !path.exists() {
             continue;
         }
-        let (table, col) = match Table::read(&path).and_then(|t| t.column("filename_audio").map(|c| (t, c))) {
+        let (table, col) = match read_table(&path).and_then(|t| t.column("filename_audio").map(|c| (t, c))) {
             Ok(t) => t,
             Err(e) => {
                 errors.push(format!("{e:#}"));
@@ -131,8 +109,8 @@ fn fold_lists(meta: &Path, errors: &mut Vec<String>) -> HashMap<String, Vec<Stri
             }
         };
         for (line, row) in &table.rows {
-            match row.get(col).filter(|a| !a.is_empty()) {
-                Some(a) => folds.entry(a.clone()).or_default().push(split.to_string()),
+            match field(row, col) {
+                Some(a) => folds.entry(a.to_string()).or_default().push(split.to_string()),
                 None => errors.push(format!("{} line {line}: missing filename_audio", path.display())),
             }
         }

@@ -67,25 +67,81 @@ pub(super) fn open(file: File, movie: &mp4::Movie, track: &Track) -> Result<Deco
     };
     ensure!(!track.samples.is_empty(), "audio track has no samples");
     let packets = Mp4Packets { file, track: track.clone(), dec, frame, next: 0, data: Vec::new(), rate: 0 };
-    let smpb = mp4::itunes_smpb(&movie.udta);
-    Decoded::new(
-        packets,
-        |p| p.rate,
-        |rate| {
-            // Priming and length in output samples. The edit list counts in media ticks,
-            // which for AAC in MP4 are samples at the track rate.
-            let to_out = |ticks: i64| (ticks as f64 * rate as f64 / track.timescale as f64).round().max(0.0) as u64;
-            let (skip, keep) = if track.edit_media_time > 0 || track.edit_duration.is_some() {
-                let keep = track.edit_duration.map(|d| (d * rate as f64).round().max(0.0) as u64);
-                (to_out(track.edit_media_time), keep)
-            } else if let Some((priming, total)) = smpb {
-                (priming, Some(total))
-            } else {
-                (0, None)
-            };
-            // A leading empty edit delays the audio: silence first.
-            let delay = (track.edit_delay * rate as f64).round().max(0.0) as u64;
-            (skip, keep, delay)
-        },
-    )
+    let frames = track.samples.len() as u64 * frame;
+    Decoded::new(packets, |p| p.rate, |rate| trim(rate, movie, track, frames))
+}
+
+/// How to cut the decoder's output (at `rate`, about `frames` frames) to what the container
+/// presents: (frames to skip: priming, by the edit list or by iTunes' `iTunSMPB` without
+/// one; frames to keep, if the container says; frames of silence first: a leading empty
+/// edit). A delay longer than the audio (and than a second) is a corrupt edit list.
+pub(super) fn trim(rate: u32, movie: &mp4::Movie, track: &Track, frames: u64) -> Result<(u64, Option<u64>, u64)> {
+    // The edit list counts in media ticks, which for AAC in MP4 are samples at the track
+    // rate. Float to integer casts saturate: a corrupt value cannot wrap.
+    let to_out = |ticks: f64| (ticks * rate as f64 / track.timescale as f64).round().max(0.0) as u64;
+    let (skip, keep) = if track.edit_media_time > 0 || track.edit_duration.is_some() {
+        let keep = track.edit_duration.map(|d| (d * rate as f64).round().max(0.0) as u64);
+        (to_out(track.edit_media_time as f64), keep)
+    } else if let Some((priming, total)) = mp4::itunes_smpb(&movie.udta) {
+        (priming, Some(total))
+    } else {
+        (0, None)
+    };
+    let delay = (track.edit_delay * rate as f64).round().max(0.0);
+    ensure!(
+        delay <= frames.max(rate as u64) as f64,
+        "the edit list delays the audio by {:.1} s, longer than the audio itself (corrupt edit list?)",
+        track.edit_delay
+    );
+    Ok((skip, keep, delay as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mp4::{Kind, Movie};
+
+    fn track(edit_delay: f64) -> Track {
+        Track {
+            kind: Kind::Audio,
+            timescale: 48_000,
+            codec: Codec::Mp3,
+            samples: vec![],
+            edit_media_time: 0,
+            edit_delay,
+            edit_duration: None,
+            rotation: 0,
+        }
+    }
+
+    /// An `iTunSMPB` tag in `udta`: priming and total valid samples, in hex.
+    fn smpb(priming: u64, total: u64) -> Vec<u8> {
+        let text = format!(" 00000000 {priming:08X} 00000000 {total:016X}");
+        let mut b = b"----iTunSMPB".to_vec();
+        b.extend_from_slice(&((text.len() + 16) as u32).to_be_bytes());
+        b.extend_from_slice(b"data\0\0\0\x01\0\0\0\0");
+        b.extend_from_slice(text.as_bytes());
+        b
+    }
+
+    /// Found by review of `avsc-fuzz mp4`'s target: a total above i64::MAX once put the end
+    /// before the priming and panicked; counts are unsigned now, so it keeps everything.
+    #[test]
+    fn a_corrupt_gapless_total_keeps_the_audio() {
+        let movie = Movie { tracks: vec![], udta: smpb(10, u64::MAX) };
+        assert_eq!(trim(48_000, &movie, &track(0.0), 100).unwrap(), (10, Some(u64::MAX), 0));
+        let movie = Movie { tracks: vec![], udta: smpb(10, 50) };
+        assert_eq!(trim(48_000, &movie, &track(0.0), 100).unwrap(), (10, Some(50), 0));
+    }
+
+    /// Found by review of `avsc-fuzz mp4`'s target: a leading empty edit of 2^64 ticks was
+    /// padded as silence (a capacity overflow, or gigabytes; streamed, hours of silence).
+    #[test]
+    fn an_absurd_edit_delay_is_refused() {
+        let movie = Movie { tracks: vec![], udta: vec![] };
+        let e = trim(48_000, &movie, &track(1.8e19), 100).unwrap_err().to_string();
+        assert!(e.contains("longer than the audio itself"), "{e}");
+        // A short real delay is still silence in front.
+        assert_eq!(trim(48_000, &movie, &track(0.5), 100).unwrap(), (0, None, 24_000));
+    }
 }

@@ -77,5 +77,5 @@ pub(super) fn open(file: File, extension: Option<&str>) -> Result<Decoded<Sympho
         .make_audio_decoder(&params, &AudioDecoderOptions::default().gapless(true))
         .map_err(|e| anyhow!("unsupported audio codec ({e})"))?;
     let packets = SymphoniaPackets { reader, dec, track: id, packets: 0, rate: 0, frames };
-    Decoded::new(packets, |p| p.rate, |_| (0, None, 0))
+    Decoded::new(packets, |p| p.rate, |_| Ok((0, None, 0)))
 }

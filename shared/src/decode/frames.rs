@@ -42,24 +42,7 @@ pub struct FrameStream {
 impl FrameStream {
     /// `fps` frames per second of `track` (an H.264 track of `file`), up to `max_seconds`.
     pub(super) fn new(file: File, track: &Track, fps: f64, max_seconds: Option<f64>) -> Result<FrameStream> {
-        ensure!(fps > 0.0 && fps.is_finite(), "frame rate {fps} must be positive");
-        let Codec::Avc { avcc, .. } = &track.codec else { unreachable!("checked by video_track") };
-        ensure!(!track.samples.is_empty(), "video track has no frames");
-        let avc = h264::parse_avcc(avcc)?;
-        let sps = h264::parse_sps(avc.sps.first().context("'avcC' has no sequence parameter set")?)?;
-        ensure!(
-            sps.chroma_format_idc == 1 && sps.bit_depth == 8,
-            "unsupported H.264 format ({}, chroma format {}, {}-bit): only 8-bit 4:2:0 is decoded",
-            h264::profile_name(sps.profile_idc),
-            sps.chroma_format_idc,
-            sps.bit_depth
-        );
-        ensure!(sps.frame_mbs_only, "interlaced H.264 is not supported");
-        let ts = track.timescale as f64;
-        let delay_ticks = (track.edit_delay * ts).round() as i64;
-        let pts: Vec<i64> = track.samples.iter().map(|s| s.pts - track.edit_media_time + delay_ticks).collect();
-        let limit = max_seconds.map_or(track.duration(), |m| m.min(track.duration()));
-        let chosen = select_frames(&pts, track.timescale, fps, limit);
+        let Plan { avc, colour, pts, chosen } = plan(track, fps, max_seconds)?;
         let mut wanted: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for (slot, &i) in chosen.iter().enumerate() {
             wanted.entry(i).or_default().push(slot);
@@ -70,7 +53,7 @@ impl FrameStream {
             track: track.clone(),
             headers: Some(avc.annex_b_headers()),
             avc,
-            colour: sps.colour,
+            colour,
             pts,
             chosen,
             wanted,
@@ -159,6 +142,50 @@ impl FrameStream {
     }
 }
 
+/// The most frames a stream gives: 13.9 hours at 2 frames per second. A file stating a
+/// longer duration (a corrupt or hostile edit list or sample time) is refused rather than
+/// sampled into millions of copies of its few pictures.
+pub const MAX_FRAME_TARGETS: usize = 100_000;
+
+/// What a [`FrameStream`] decodes, from the container and the H.264 headers alone.
+pub(super) struct Plan {
+    pub avc: AvcConfig,
+    pub colour: ColourInfo,
+    /// Each sample's presentation time, ticks from presentation time 0.
+    pub pts: Vec<i64>,
+    /// The sample shown at each target time (see [`select_frames`]).
+    pub chosen: Vec<usize>,
+}
+
+pub(super) fn plan(track: &Track, fps: f64, max_seconds: Option<f64>) -> Result<Plan> {
+    ensure!(fps > 0.0 && fps.is_finite(), "frame rate {fps} must be positive");
+    let Codec::Avc { avcc, .. } = &track.codec else { unreachable!("checked by video_track") };
+    ensure!(!track.samples.is_empty(), "video track has no frames");
+    let delay_ticks = (track.edit_delay * track.timescale as f64).round() as i64;
+    // Saturating: a corrupt edit list must not overflow (it only moves frames out of reach).
+    let pts: Vec<i64> =
+        track.samples.iter().map(|s| s.pts.saturating_sub(track.edit_media_time).saturating_add(delay_ticks)).collect();
+    let limit = max_seconds.map_or(track.duration(), |m| m.min(track.duration()));
+    // One target per 1/fps s of the duration the file states: bounded before a slot is
+    // allocated for each.
+    ensure!(
+        limit * fps <= MAX_FRAME_TARGETS as f64,
+        "{limit:.0} s of video at {fps} frames per second is more than {MAX_FRAME_TARGETS} frames (corrupt duration?)"
+    );
+    let avc = h264::parse_avcc(avcc)?;
+    let sps = h264::parse_sps(avc.sps.first().context("'avcC' has no sequence parameter set")?)?;
+    ensure!(
+        sps.chroma_format_idc == 1 && sps.bit_depth == 8,
+        "unsupported H.264 format ({}, chroma format {}, {}-bit): only 8-bit 4:2:0 is decoded",
+        h264::profile_name(sps.profile_idc),
+        sps.chroma_format_idc,
+        sps.bit_depth
+    );
+    ensure!(sps.frame_mbs_only, "interlaced H.264 is not supported");
+    let chosen = select_frames(&pts, track.timescale, fps, limit);
+    Ok(Plan { avc, colour: sps.colour, pts, chosen })
+}
+
 /// Keep `pic` in `ready` for the slots that want it and are not handed out yet.
 fn take(
     wanted: &BTreeMap<usize, Vec<usize>>,
@@ -176,5 +203,33 @@ fn take(
     let slots: Vec<usize> = slots.iter().filter(open).copied().collect();
     for s in slots {
         ready.insert(s, img.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::mp4::{Kind, Sample};
+
+    /// Found by review of `avsc-fuzz mp4`'s target: an edit list stating a duration of
+    /// 2^64 ticks made the frame selection allocate a target slot per 1/fps s until memory
+    /// ran out.
+    #[test]
+    fn a_huge_stated_duration_is_refused_before_allocating() {
+        let track = Track {
+            kind: Kind::Video,
+            timescale: 1,
+            codec: Codec::Avc { avcc: vec![], width: 64, height: 64 },
+            samples: vec![Sample { offset: 0, size: 1, dts: 0, pts: 0 }],
+            edit_media_time: 0,
+            edit_delay: 0.0,
+            edit_duration: Some(u64::MAX as f64),
+            rotation: 0,
+        };
+        let e = plan(&track, 2.0, None).err().unwrap().to_string();
+        assert!(e.contains("more than 100000 frames"), "{e}");
+        // A limit given by the caller keeps it in reach (then the empty avcC is the error).
+        let e = plan(&track, 2.0, Some(10.0)).err().unwrap().to_string();
+        assert!(e.contains("avcC"), "{e}");
     }
 }

@@ -19,10 +19,11 @@ mod aac;
 mod audio_file;
 mod frames;
 mod h264;
-mod mp4;
+pub mod mp4;
 mod stream;
 
 pub use audio_file::AUDIO_EXTENSIONS;
+pub use frames::MAX_FRAME_TARGETS;
 pub use stream::{AudioStream, Named};
 
 use crate::image::RgbImage;
@@ -187,6 +188,35 @@ pub fn decode_audio_head(path: &Path, max_seconds: Option<f64>) -> Result<Audio>
         }
     }
     Ok(Audio { sample_rate: s.sample_rate(), channels })
+}
+
+/// Parse an MP4 held in memory and plan the decoding of its video track at `fps` as
+/// [`open_frames`] does, without decoding a picture: the container, `avcC`, SPS and every
+/// NAL length prefix up to the last chosen frame are read. Returns the number of frames
+/// chosen. For the fuzzer (`avsc-fuzz mp4`): everything but OpenH264 itself.
+#[doc(hidden)]
+pub fn plan_video_frames(file: &[u8], fps: f64, max_seconds: Option<f64>) -> Result<usize> {
+    let movie = mp4::parse(file)?;
+    let track = video_track(&movie)?;
+    let plan = frames::plan(track, fps, max_seconds)?;
+    let last = plan.chosen.iter().copied().max();
+    for (i, s) in track.samples.iter().enumerate().take(last.map_or(0, |l| l + 1)) {
+        plan.avc.kind(s.bytes(file)?).with_context(|| format!("frame {i}"))?;
+    }
+    Ok(plan.chosen.len())
+}
+
+/// Parse an MP4 held in memory and apply its audio track's edit list (or iTunes gapless
+/// info) to `n` decoded frames at `sample_rate`, as [`open_audio`] does to the decoder's
+/// output. Returns the frames given. For the fuzzer (`avsc-fuzz mp4`): the container
+/// arithmetic without symphonia.
+#[doc(hidden)]
+pub fn plan_audio_trim(file: &[u8], sample_rate: u32, n: usize) -> Result<usize> {
+    anyhow::ensure!(sample_rate > 0, "sample rate 0");
+    let movie = mp4::parse(file)?;
+    let (skip, keep, delay) = aac::trim(sample_rate, &movie, audio_track(&movie)?, n as u64)?;
+    let kept = (n as u64).saturating_sub(skip).min(keep.unwrap_or(u64::MAX));
+    Ok(delay.saturating_add(kept).min(usize::MAX as u64) as usize)
 }
 
 /// An MP4/MOV/M4A (ISO base media) file: its first box is `ftyp`, or a QuickTime `moov`,

@@ -41,6 +41,15 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// The sample's bytes in `file` (the file the movie was parsed from, in memory).
+    pub fn bytes<'a>(&self, file: &'a [u8]) -> Result<&'a [u8]> {
+        let start = usize::try_from(self.offset).ok();
+        start
+            .and_then(|s| file.get(s..))
+            .and_then(|b| b.get(..self.size as usize))
+            .context("sample lies beyond the end of the file (truncated file?)")
+    }
+
     /// Read the sample's bytes from `file` (the file the movie was parsed from) into `buf`.
     pub fn read(&self, file: &File, buf: &mut Vec<u8>) -> Result<()> {
         buf.resize(self.size as usize, 0);
@@ -69,7 +78,8 @@ pub struct Track {
 impl Track {
     /// Presentation time of a media timestamp, in seconds.
     pub fn seconds(&self, ticks: i64) -> f64 {
-        (ticks - self.edit_media_time) as f64 / self.timescale as f64 + self.edit_delay
+        // In f64: the difference of two arbitrary i64 can overflow (exact below 2^53 ticks).
+        (ticks as f64 - self.edit_media_time as f64) / self.timescale as f64 + self.edit_delay
     }
 
     /// Presented duration in seconds: the edit list's if any, else the sample durations'.
@@ -79,10 +89,10 @@ impl Track {
         }
         let end = self.samples.iter().map(|s| s.pts).max().unwrap_or(0);
         let last_dur = match self.samples.as_slice() {
-            [.., a, b] => b.dts - a.dts,
+            [.., a, b] => b.dts.saturating_sub(a.dts),
             _ => 0,
         };
-        self.seconds(end + last_dur).max(0.0)
+        self.seconds(end.saturating_add(last_dur)).max(0.0)
     }
 }
 
@@ -205,7 +215,6 @@ impl<'a> Rd<'a> {
 
 /// Parse the `moov` of an MP4 file held in memory (what [`parse_file`] does on disk; for
 /// fuzzing and tests).
-#[allow(dead_code)]
 pub fn parse(file: &[u8]) -> Result<Movie> {
     let mut moov = None;
     for bx in boxes(file) {
@@ -331,6 +340,7 @@ fn parse_trak(trak: &[u8], movie_timescale: u32, file_len: u64) -> Result<Track>
             let (seg, media_time) =
                 if version == 1 { (r.u64()?, r.u64()? as i64) } else { (r.u32()? as u64, r.u32()? as i32 as i64) };
             r.bytes(4)?; // media rate
+            ensure!(media_time >= -1, "'elst' edit with a negative media time {media_time}");
             let seg_s = if movie_timescale > 0 { seg as f64 / movie_timescale as f64 } else { 0.0 };
             if media_time == -1 {
                 edit_delay += seg_s;
@@ -529,16 +539,15 @@ fn parse_samples(stbl: &[u8], file_len: u64) -> Result<Vec<Sample>> {
     let c = r.u32()?;
     let (mut dts, mut k) = (0i64, 0usize);
     for _ in 0..r.table(c, 8)? {
-        let count = r.u32()?;
+        let count = r.u32()? as usize;
         let delta = r.u32()? as i64;
-        for _ in 0..count {
-            if k < n {
-                samples[k].dts = dts;
-                samples[k].pts = dts;
-                k += 1;
-            }
-            dts += delta;
+        // Entries past the last sample are ignored: a count of 2^32 - 1 must not loop.
+        for s in &mut samples[k..k + count.min(n - k)] {
+            s.dts = dts;
+            s.pts = dts;
+            dts = dts.checked_add(delta).context("'stts' decode times overflow")?;
         }
+        k += count.min(n - k);
     }
     ensure!(k == n, "'stts' times {k} of {n} samples");
 
@@ -548,16 +557,15 @@ fn parse_samples(stbl: &[u8], file_len: u64) -> Result<Vec<Sample>> {
         let c = r.u32()?;
         let mut k = 0usize;
         for _ in 0..r.table(c, 8)? {
-            let count = r.u32()?;
+            let count = r.u32()? as usize;
             // Version 0 offsets are unsigned in the spec, but muxers write negative ones
             // there too, and no real offset exceeds 2^31: read both versions as signed.
             let off = r.u32()? as i32 as i64;
-            for _ in 0..count {
-                if k < n {
-                    samples[k].pts = samples[k].dts + off;
-                    k += 1;
-                }
+            // As in `stts`, entries past the last sample are ignored.
+            for s in &mut samples[k..k + count.min(n - k)] {
+                s.pts = s.dts.checked_add(off).context("'ctts' presentation times overflow")?;
             }
+            k += count.min(n - k);
         }
     }
     Ok(samples)
@@ -580,3 +588,6 @@ pub fn itunes_smpb(udta: &[u8]) -> Option<(u64, u64)> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -51,14 +51,14 @@ impl<P: Packets> Decoded<P> {
     pub(super) fn new(
         mut packets: P,
         rate_of_first: impl FnOnce(&mut P) -> u32,
-        trim: impl FnOnce(u32) -> (u64, Option<u64>, u64),
+        trim: impl FnOnce(u32) -> Result<(u64, Option<u64>, u64)>,
     ) -> Result<Decoded<P>> {
         let mut pending = Vec::new();
         let got = packets.next_packet(&mut pending)?;
         ensure!(got && !pending.is_empty() && !pending[0].is_empty(), "no audio samples");
         let rate = rate_of_first(&mut packets);
         ensure!(rate > 0, "the audio declares a zero sample rate");
-        let (skip, keep, delay) = trim(rate);
+        let (skip, keep, delay) = trim(rate)?;
         Ok(Decoded { packets, rate, pending, pos: 0, skip, keep, delay, done: false, given: 0 })
     }
 }
@@ -184,7 +184,7 @@ impl WavPackets {
         let layout = crate::wav::layout(len, &mut |at, buf| Ok(file.read_exact_at(buf, at)?))?;
         let p = WavPackets { file, layout, done: 0, bytes: Vec::new() };
         let rate = layout.sample_rate;
-        Decoded::new(p, |_| rate, |_| (0, None, 0))
+        Decoded::new(p, |_| rate, |_| Ok((0, None, 0)))
     }
 }
 
