@@ -221,7 +221,8 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Write a synthetic stand-in dataset (folder layout: <label>/<clip>.wav + frame PNGs).
+    /// Write a synthetic stand-in dataset (folder layout: <label>/<clip>.wav + frame PNGs;
+    /// with --evaluate-clips-per-class, the TAU layout with folds).
     ///
     /// Audio separates the scenes only in pairs {airport, bus}, {metro, metro_station}, ...;
     /// pictures only in the shifted pairs {bus, metro}, ..., {tram, airport}; a faint,
@@ -245,6 +246,11 @@ enum Cmd {
         /// apart in one cache.
         #[arg(long, default_value = "")]
         prefix: String,
+        /// Also write this many evaluation clips per class (other places, seed + 1) and the
+        /// TAU layout's meta.csv and evaluation_setup/ (fold1_train, fold1_evaluate,
+        /// fold1_test), as `train-all` reads.
+        #[arg(long)]
+        evaluate_clips_per_class: Option<usize>,
     },
     /// Phase II, step 1: run the five frozen backbones over a prepared cache.
     ///
@@ -336,12 +342,58 @@ enum Cmd {
         #[command(flatten)]
         dev: DeviceArg,
     },
+    /// The whole chain on a dataset with official folds (TAU layout), in one command.
+    ///
+    /// prepare (every clip, tagged with its folds) -> the five Phase-I networks on
+    /// fold1_train -> embeddings -> Phase II (f1..f6, audio-only and visual-only f4) ->
+    /// evaluation on fold1_evaluate (Table I, confusion matrices, submission) -> f32 and int8
+    /// bundle -> OUT/report.json. Defaults are the paper's recipe. Each stage is skipped when
+    /// what it reads is unchanged (content digests in OUT/stages/), redone when it changed,
+    /// and continued when interrupted.
+    TrainAll {
+        /// Dataset root (meta.csv and evaluation_setup/).
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Network widths: paper (published) or tiny.
+        #[arg(long, default_value = "paper")]
+        size: String,
+        #[arg(long, default_value_t = 30)]
+        audio_epochs: usize,
+        #[arg(long, default_value_t = 30)]
+        visual_epochs: usize,
+        #[arg(long, default_value_t = 30)]
+        fusion_epochs: usize,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Random frames per training clip and epoch for the visual networks (0: all, as the
+        /// paper trains).
+        #[arg(long, default_value_t = 0)]
+        frames_per_clip: usize,
+        /// Evenly spaced frames per clip for visual validation and the embeddings (0: all).
+        #[arg(long, default_value_t = 0)]
+        eval_frames: usize,
+        /// ImageNet weights for InceptionV3 (torchvision .pth/.safetensors or burn .bpk).
+        #[arg(long)]
+        weights_inc: Option<PathBuf>,
+        /// ImageNet weights for ConvNeXt-Tiny.
+        #[arg(long)]
+        weights_conv: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// int8 calibration clips (taken from fold1_train).
+        #[arg(long, default_value_t = 256)]
+        calibration_clips: usize,
+        #[command(flatten)]
+        dev: DeviceArg,
+    },
     /// The whole system in one command, from nothing (about 10 minutes on 2 CPU cores).
     ///
-    /// Synthesises a stand-in dataset, prepares it, trains the five Phase-I networks (tiny
-    /// preset) and the Phase-II heads, evaluates them on a held-out set, and writes
-    /// OUT/report.json, Table I, confusion matrices and training curves. Re-running continues
-    /// where a previous run stopped.
+    /// Synthesises a stand-in dataset in the TAU layout (OUT/dataset), then runs `train-all`
+    /// on it at the tiny settings: prepare, the five Phase-I networks, the Phase-II heads,
+    /// evaluation on the held-out places, the bundle, OUT/report.json, Table I, confusion
+    /// matrices and training curves. Re-running redoes only what changed.
     Demo {
         #[arg(long, default_value = "demo")]
         out: PathBuf,
@@ -474,10 +526,22 @@ fn run(cli: Cli) -> Result<()> {
                 imported.fresh.join(", ")
             );
         }
-        Cmd::Synth { out, clips_per_class, seed, audio_noise, visual_noise, prefix } => {
+        Cmd::Synth { out, clips_per_class, seed, audio_noise, visual_noise, prefix, evaluate_clips_per_class } => {
             let cfg = SynthConfig { clips_per_class, seed, audio_noise, visual_noise, prefix, ..Default::default() };
-            let pb = progress::bar(clips_per_class * avsc_shared::NUM_CLASSES, "synth", "clips");
-            let n = synth::write(&out, &cfg, |done, _| pb.set_position(done as u64))?;
+            let total = clips_per_class + evaluate_clips_per_class.unwrap_or(0);
+            let pb = progress::bar(total * avsc_shared::NUM_CLASSES, "synth", "clips");
+            let n = match evaluate_clips_per_class {
+                None => synth::write(&out, &cfg, |done, _| pb.set_position(done as u64))?,
+                Some(e) => {
+                    let eval = SynthConfig {
+                        clips_per_class: e,
+                        seed: cfg.seed + 1,
+                        prefix: format!("{}eval-", cfg.prefix),
+                        ..cfg.clone()
+                    };
+                    synth::write_tau(&out, &cfg, &eval, |done, _| pb.set_position(done as u64))?
+                }
+            };
             pb.finish();
             eprintln!("synth: {n} clips in {}", out.display());
         }
@@ -514,6 +578,48 @@ fn run(cli: Cli) -> Result<()> {
             println!("## Table I (accuracy %, per fusion)\n\n{}", t.table1);
             println!("## Audio only / visual only / audio-visual (f4)\n\n{}", t.modalities);
             eprintln!("table1: {}", out.join("table1.md").display());
+        }
+        Cmd::TrainAll {
+            dataset,
+            out,
+            size,
+            audio_epochs,
+            visual_epochs,
+            fusion_epochs,
+            batch_size,
+            frames_per_clip,
+            eval_frames,
+            weights_inc,
+            weights_conv,
+            seed,
+            calibration_clips,
+            dev,
+        } => {
+            let base = pipeline::ChainConfig::paper(dataset, out);
+            let audio = TrainConfig { epochs: audio_epochs, batch_size, seed, ..base.audio.clone() };
+            // Fine-tuning from ImageNet weights takes a lower rate.
+            let lr = if weights_inc.is_some() || weights_conv.is_some() { 1e-4 } else { 1e-3 };
+            let visual = TrainConfig {
+                epochs: visual_epochs,
+                lr,
+                lr_min: lr * 0.01,
+                frames_per_clip,
+                eval_frames,
+                ..audio.clone()
+            };
+            let cfg = pipeline::ChainConfig {
+                size: size.parse()?,
+                audio,
+                visual,
+                weights_inc,
+                weights_conv,
+                embed_frames: eval_frames,
+                fusion_epochs,
+                calibration_clips,
+                device: dev.device,
+                ..base
+            };
+            pipeline::train_all(&cfg)?;
         }
         Cmd::Demo { out, clips_per_class, audio_epochs, visual_epochs, fusion_epochs, dev } => {
             let cfg = pipeline::DemoConfig {

@@ -6,6 +6,7 @@ use avsc_shared::image::RgbImage;
 use avsc_shared::{Array3, FeatureKind, FeaturePreset};
 use half::f16;
 use serde::{Deserialize, Serialize};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"AVSCCLIP";
@@ -122,26 +123,59 @@ impl ClipData {
     /// True when `path` holds a complete clip: a valid header and exactly the payload it
     /// announces (used to skip finished work without reading the payload).
     pub fn is_complete(path: &Path) -> bool {
-        use std::io::Read;
-        let check = || -> Result<bool> {
-            let mut f = std::fs::File::open(path)?;
-            let len = f.metadata()?.len() as usize;
-            let mut head = [0u8; 12];
-            f.read_exact(&mut head)?;
-            ensure!(&head[..8] == MAGIC, "magic");
-            let hlen = u32::from_le_bytes(head[8..12].try_into().unwrap()) as usize;
-            ensure!(hlen < 1 << 20, "header length");
-            let mut h = vec![0u8; hlen];
-            f.read_exact(&mut h)?;
-            let header: ClipHeader = serde_json::from_slice(&h)?;
-            Ok(len == Self::expected_len(&header, hlen))
+        ClipFile::open(path).is_ok()
+    }
+
+    /// Read frames `which` of a cached clip without reading its spectrograms or other frames.
+    pub fn read_frames(path: &Path, which: &[usize]) -> Result<(ClipHeader, Vec<RgbImage>)> {
+        let inner = || -> Result<(ClipHeader, Vec<RgbImage>)> {
+            let mut f = ClipFile::open(path)?;
+            let h = &f.header;
+            let fsz = h.frame_size * h.frame_size * 3;
+            let mut frames = Vec::with_capacity(which.len());
+            for &k in which {
+                ensure!(k < h.n_frames, "frame {k} of {}", h.n_frames);
+                f.file.seek(SeekFrom::Start((f.frames_at + k * fsz) as u64))?;
+                let mut data = vec![0u8; fsz];
+                f.file.read_exact(&mut data)?;
+                frames.push(RgbImage { width: h.frame_size, height: h.frame_size, data });
+            }
+            Ok((f.header, frames))
         };
-        check().unwrap_or(false)
+        inner().with_context(|| format!("{}: reading frames", path.display()))
     }
 
     fn expected_len(h: &ClipHeader, hlen: usize) -> usize {
         let [c, b, t] = h.spec_shape;
         12 + hlen + 3 * 2 * c * b * t + h.n_frames * h.frame_size * h.frame_size * 3
+    }
+}
+
+/// An open clip file whose header was read and checked against the file's length; the one
+/// reader of the format's header (whole-file reads go through [`ClipData::decode_header`]).
+struct ClipFile {
+    file: std::fs::File,
+    header: ClipHeader,
+    /// Byte offset of the first frame.
+    frames_at: usize,
+}
+
+impl ClipFile {
+    fn open(path: &Path) -> Result<ClipFile> {
+        let mut file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len() as usize;
+        let mut head = [0u8; 12];
+        file.read_exact(&mut head).context("truncated clip file")?;
+        ensure!(&head[..8] == MAGIC, "not an avsc clip file");
+        let hlen = u32::from_le_bytes(head[8..12].try_into().unwrap()) as usize;
+        ensure!(hlen < 1 << 20, "implausible header length");
+        let mut h = vec![0u8; hlen];
+        file.read_exact(&mut h).context("truncated clip header")?;
+        let header: ClipHeader = serde_json::from_slice(&h).context("invalid clip header")?;
+        let want = ClipData::expected_len(&header, hlen);
+        ensure!(len == want, "clip file is {len} bytes, its header announces {want}");
+        let [c, b, t] = header.spec_shape;
+        Ok(ClipFile { file, frames_at: 12 + hlen + 3 * 2 * c * b * t, header })
     }
 }
 

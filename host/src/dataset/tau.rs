@@ -78,11 +78,14 @@ pub fn list(root: &Path, split: Split) -> Result<Listing> {
         // the MP4's AAC track is the fallback when the WAV is absent.
         let wav = root.join(audio);
         let mp4 = root.join(video);
-        let audio_path = if wav.exists() || !mp4.exists() { wav } else { mp4.clone() };
+        // A folder in place of the MP4 holds the clip's frames (`avsc-host synth` writes
+        // TAU-shaped sets that way).
+        let visual = if mp4.is_dir() { Visual::Frames(mp4.clone()) } else { Visual::Video(mp4.clone()) };
+        let audio_path = if wav.exists() || !mp4.is_file() { wav } else { mp4 };
         listing.items.push(Item {
             id: stem,
             audio: Some(audio_path),
-            visual: Some(Visual::Video(mp4)),
+            visual: Some(visual),
             label,
             location,
             folds: folds.get(audio).cloned().unwrap_or_default(),

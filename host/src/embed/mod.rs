@@ -14,13 +14,13 @@
 //! Phase-I runs are found by role under one folder (`RUNS/aud_mel/best.bpk`, ...), the layout
 //! `avsc-host demo` and `table1` write.
 
-use crate::cache::{Cache, CacheItem};
+use crate::cache::{Cache, CacheItem, ClipData};
 use crate::compute::ComputeDevice;
 use crate::nets::convnext_tiny::ConvNextTinyConfig;
 use crate::nets::inception_v3::InceptionV3Config;
 use crate::nets::resinception::ResInceptionConfig;
 use crate::nets::{load_module, SizePreset};
-use crate::train::data::{read_frames, SplitRecord};
+use crate::train::data::SplitRecord;
 use crate::train::Net;
 use anyhow::{bail, ensure, Context, Result};
 use avsc_shared::bundle::{EmbeddingKind, Role};
@@ -312,11 +312,11 @@ fn clip_inputs(cache: &Cache, item: &CacheItem, role: Role, frames: usize) -> Re
         let stack = stack6(clip.spec(kind), &cache.manifest.feature_preset.deltas);
         return Ok((vec![stack.data], stack.shape));
     }
-    let (h, _) = read_frames(&path, &[])?;
+    let (h, _) = ClipData::read_frames(&path, &[])?;
     ensure!(h.n_frames > 0, "{}: no frames", path.display());
     let k = if frames == 0 { h.n_frames } else { frames.min(h.n_frames) };
     let which: Vec<usize> = (0..k).map(|j| (2 * j + 1) * h.n_frames / (2 * k)).collect();
-    let (_, imgs) = read_frames(&path, &which)?;
+    let (_, imgs) = ClipData::read_frames(&path, &which)?;
     let norm = normalisation(role);
     let s = cache.manifest.frame_preset.size;
     Ok((imgs.iter().map(|f| normalise(f, &norm)).collect(), [3, s, s]))

@@ -339,9 +339,9 @@ impl CalibrationSource {
                     return Ok(Array::new(&[1, c, f, t], s.data));
                 }
                 let path = Cache::item_path(&self.cache.root, &item.id);
-                let (h, _) = crate::train::data::read_frames(&path, &[])?;
+                let (h, _) = crate::cache::ClipData::read_frames(&path, &[])?;
                 ensure!(h.n_frames > 0, "{}: no frames", path.display());
-                let (_, imgs) = crate::train::data::read_frames(&path, &[h.n_frames / 2])?;
+                let (_, imgs) = crate::cache::ClipData::read_frames(&path, &[h.n_frames / 2])?;
                 let x = avsc_shared::image::normalise(&imgs[0], &crate::embed::normalisation(role));
                 let s = m.frame_preset.size;
                 Ok(Array::new(&[1, 3, s, s], x))

@@ -86,10 +86,67 @@ pub fn write(out: &Path, cfg: &SynthConfig, progress: impl FnMut(usize, usize) +
     Ok(total)
 }
 
+/// The file stem and the location index of clip `k` of a class. Stems are unique across
+/// classes, as TAU's are (its reader names clips by stem).
+fn stem_of(cfg: &SynthConfig, label: Label, k: usize) -> (String, usize) {
+    let loc = k % cfg.locations_per_class;
+    (format!("{}-{}loc{loc}-{k:03}", label.name(), cfg.prefix), loc)
+}
+
+/// A stand-in for TAU Urban Audio-Visual 2021 in its layout: the `train` clips form
+/// fold1_train, the `evaluate` clips (other places: give them another seed and prefix)
+/// fold1_evaluate and fold1_test, with `meta.csv` (an `identifier` per class and place) and
+/// `evaluation_setup/`. Audio is `<label>/<clip>.wav`; `filename_video` names the clip's
+/// folder of frames, which the TAU reader takes in place of an MP4. Returns the clip count.
+pub fn write_tau(
+    root: &Path,
+    train: &SynthConfig,
+    evaluate: &SynthConfig,
+    mut progress: impl FnMut(usize, usize) + Send,
+) -> Result<usize> {
+    anyhow::ensure!(train.prefix != evaluate.prefix, "the train and evaluate sets need different prefixes");
+    let total = (train.clips_per_class + evaluate.clips_per_class) * NUM_CLASSES;
+    let n_train = write(root, train, |d, _| progress(d, total))?;
+    let offset = n_train;
+    write(root, evaluate, |d, _| progress(offset + d, total))?;
+    let head3 = "filename_audio\tfilename_video\tscene_label";
+    let mut meta = format!("{head3}\tidentifier\n");
+    let (mut fold_train, mut fold_eval) = (format!("{head3}\n"), format!("{head3}\n"));
+    let mut fold_test = "filename_audio\tfilename_video\n".to_string();
+    for (cfg, is_train) in [(train, true), (evaluate, false)] {
+        for label in Label::all() {
+            for k in 0..cfg.clips_per_class {
+                let (stem, loc) = stem_of(cfg, label, k);
+                let (audio, video) = (format!("{}/{stem}.wav", label.name()), format!("{}/{stem}", label.name()));
+                let id = format!("{}-{}loc{loc}", label.name(), cfg.prefix);
+                meta.push_str(&format!("{audio}\t{video}\t{}\t{id}\n", label.name()));
+                let row = format!("{audio}\t{video}\t{}\n", label.name());
+                if is_train {
+                    fold_train.push_str(&row);
+                } else {
+                    fold_eval.push_str(&row);
+                    fold_test.push_str(&format!("{audio}\t{video}\n"));
+                }
+            }
+        }
+    }
+    let setup = root.join("evaluation_setup");
+    std::fs::create_dir_all(&setup).with_context(|| format!("{}: cannot create", setup.display()))?;
+    for (path, text) in [
+        (setup.join("fold1_train.csv"), fold_train),
+        (setup.join("fold1_evaluate.csv"), fold_eval),
+        (setup.join("fold1_test.csv"), fold_test),
+        // meta.csv last: its presence makes the folder a TAU dataset.
+        (root.join("meta.csv"), meta),
+    ] {
+        avsc_shared::write_atomic(&path, text.as_bytes())?;
+    }
+    Ok(total)
+}
+
 fn write_clip(out: &Path, cfg: &SynthConfig, label: Label, k: usize) -> Result<()> {
     let dir = out.join(label.name());
-    let loc = k % cfg.locations_per_class;
-    let stem = format!("{}loc{loc}-{k:03}", cfg.prefix);
+    let (stem, loc) = stem_of(cfg, label, k);
     let clip_seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add((label.index() * 10_000 + k) as u64);
     let loc_seed = cfg.seed.wrapping_mul(7_919).wrapping_add((label.index() * 100 + loc) as u64);
     let mut rng = SplitMix64::derive(clip_seed, 1);
@@ -138,7 +195,7 @@ mod tests {
         let Some(Visual::Frames(f)) = &it.visual else { panic!("frames expected") };
         assert_eq!(std::fs::read_dir(f).unwrap().count(), 2);
         let wav_a = std::fs::read(it.audio.as_ref().unwrap()).unwrap();
-        let wav_b = std::fs::read(b.path().join("airport/loc0-000.wav")).unwrap();
+        let wav_b = std::fs::read(b.path().join("airport/airport-loc0-000.wav")).unwrap();
         assert_eq!(wav_a, wav_b, "same seed, same bytes");
         let audio = avsc_shared::wav::decode(&wav_a).unwrap();
         assert_eq!((audio.channels.len(), audio.n_samples()), (2, 32_000));
@@ -146,6 +203,35 @@ mod tests {
         assert!(!train.is_empty() && !val.is_empty());
         let other = write(b.path(), &SynthConfig { seed: 2, ..cfg }, |_, _| {});
         assert!(other.is_ok());
-        assert_ne!(wav_a, std::fs::read(b.path().join("airport/loc0-000.wav")).unwrap(), "another seed, other bytes");
+        assert_ne!(
+            wav_a,
+            std::fs::read(b.path().join("airport/airport-loc0-000.wav")).unwrap(),
+            "another seed, other bytes"
+        );
+    }
+
+    #[test]
+    fn writes_the_tau_layout_with_folds() {
+        let small = SynthConfig { clips_per_class: 2, seconds: 1.0, locations_per_class: 2, ..Default::default() };
+        let eval = SynthConfig { clips_per_class: 1, seed: 2, prefix: "eval-".into(), ..small.clone() };
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(write_tau(d.path(), &small, &eval, |_, _| {}).unwrap(), 30);
+        let ds = Dataset::open(d.path()).unwrap();
+        assert!(ds.has_folds());
+        let all = ds.list(Split::All).unwrap();
+        assert!(all.errors.is_empty(), "{:?}", all.errors);
+        assert_eq!(all.items.len(), 30);
+        let train = all.items.iter().filter(|i| i.folds == ["fold1_train"]).count();
+        let held = all.items.iter().filter(|i| i.folds == ["fold1_evaluate", "fold1_test"]).count();
+        assert_eq!((train, held), (20, 10));
+        let it = all.items.iter().find(|i| i.id == "bus-eval-loc0-000").unwrap();
+        assert_eq!(it.location, "bus-eval-loc0");
+        assert!(
+            matches!(&it.visual, Some(Visual::Frames(f)) if f.ends_with("bus/bus-eval-loc0-000")),
+            "{:?}",
+            it.visual
+        );
+        let test = ds.list(Split::Fold1Test).unwrap();
+        assert!(test.items.iter().all(|i| i.label.is_none() && i.id.contains("-eval-")));
     }
 }

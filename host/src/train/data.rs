@@ -1,20 +1,19 @@
 //! Training data from the prepared cache: audio stacks (statics preloaded once, deltas
 //! stacked per batch) and video frames (read per batch, normalised per backbone).
 
-use crate::cache::{Cache, CacheItem, ClipHeader};
+use crate::cache::{Cache, CacheItem, ClipData};
 use crate::dataset::grouped_validation_split;
 use crate::dataset::Item;
 use crate::rng::SplitMix64;
 use anyhow::{bail, ensure, Context, Result};
 use avsc_shared::dsp::deltas::stack6;
-use avsc_shared::image::{normalise, RgbImage};
+use avsc_shared::image::normalise;
 use avsc_shared::preset::DeltaParams;
 use avsc_shared::{Array3, FeatureKind, Normalisation};
 use half::f16;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// One training example: (clip index, view index) — the view is a frame for video, 0 for audio.
@@ -186,36 +185,6 @@ impl Data for AudioData {
     }
 }
 
-/// Read frames `which` of a cached clip without reading its spectrograms or other frames.
-pub fn read_frames(path: &Path, which: &[usize]) -> Result<(ClipHeader, Vec<RgbImage>)> {
-    let inner = || -> Result<(ClipHeader, Vec<RgbImage>)> {
-        let mut f = std::fs::File::open(path)?;
-        let len = f.metadata()?.len() as usize;
-        let mut head = [0u8; 12];
-        f.read_exact(&mut head)?;
-        ensure!(&head[..8] == b"AVSCCLIP", "not an avsc clip file");
-        let hlen = u32::from_le_bytes(head[8..12].try_into().unwrap()) as usize;
-        ensure!(hlen < 1 << 20, "implausible header length");
-        let mut h = vec![0u8; hlen];
-        f.read_exact(&mut h)?;
-        let header: ClipHeader = serde_json::from_slice(&h).context("invalid clip header")?;
-        let [c, b, t] = header.spec_shape;
-        let fsz = header.frame_size * header.frame_size * 3;
-        let start = 12 + hlen + 3 * 2 * c * b * t;
-        ensure!(len == start + header.n_frames * fsz, "clip file size does not match its header");
-        let mut frames = Vec::with_capacity(which.len());
-        for &k in which {
-            ensure!(k < header.n_frames, "frame {k} of {}", header.n_frames);
-            f.seek(SeekFrom::Start((start + k * fsz) as u64))?;
-            let mut data = vec![0u8; fsz];
-            f.read_exact(&mut data)?;
-            frames.push(RgbImage { width: header.frame_size, height: header.frame_size, data });
-        }
-        Ok((header, frames))
-    };
-    inner().with_context(|| format!("{}: reading frames", path.display()))
-}
-
 /// Video frames: (clip, frame) pairs with the clip label.
 pub struct VisualData {
     norm: Normalisation,
@@ -243,7 +212,7 @@ impl VisualData {
                 .iter()
                 .map(|it| {
                     let path = Cache::item_path(&cache.root, &it.id);
-                    let (h, _) = read_frames(&path, &[])?;
+                    let (h, _) = ClipData::read_frames(&path, &[])?;
                     ensure!(h.n_frames > 0, "{}: no frames", path.display());
                     Ok((path, h.n_frames, label_of(it)))
                 })
@@ -270,7 +239,7 @@ impl Data for VisualData {
         s
     }
     fn train_input(&self, s: Sample) -> Result<Vec<f32>> {
-        let (_, frames) = read_frames(&self.train[s.0].0, &[s.1])?;
+        let (_, frames) = ClipData::read_frames(&self.train[s.0].0, &[s.1])?;
         Ok(normalise(&frames[0], &self.norm))
     }
     fn train_label(&self, clip: usize) -> usize {
@@ -286,7 +255,7 @@ impl Data for VisualData {
         let (path, n, _) = &self.val[clip];
         let k = if self.eval_frames == 0 { *n } else { self.eval_frames.min(*n) };
         let which: Vec<usize> = (0..k).map(|j| (2 * j + 1) * n / (2 * k)).collect();
-        let (_, frames) = read_frames(path, &which)?;
+        let (_, frames) = ClipData::read_frames(path, &which)?;
         Ok(frames.iter().map(|f| normalise(f, &self.norm)).collect())
     }
 }
