@@ -12,6 +12,7 @@ pub mod export;
 pub mod features;
 pub mod fusion;
 pub mod nets;
+pub mod onnx;
 pub mod pipeline;
 pub mod plot;
 pub mod prepare;

@@ -93,7 +93,7 @@ fn conv_with_batchnorm_folds_exactly() {
         let x = random(&[2, cfg.c_in, 11, 13], 20 + i as u64);
         let mut g = Graph::new("conv_bn");
         let xi = g.input(&spec("x", &[cfg.c_in, 11, 13]));
-        let y = layers::conv_bn(&mut g, "block", &xi, &m).unwrap();
+        let y = m.emit(&mut g, "block", &xi).unwrap();
         let out = values(m.forward(tensor(&x)));
         let dims = m.forward(tensor::<4>(&x)).dims();
         g.output(&y, &spec("y", &dims[1..]));

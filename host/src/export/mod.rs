@@ -2,10 +2,10 @@
 //! device runs (format in models/README.md).
 //!
 //! burn's own ONNX exporter cannot lower GELU, LayerNorm or Softmax, so the host writes ONNX
-//! itself: [`graph`] builds tract-onnx's prost messages, [`layers`] emits the burn modules
-//! (BatchNorm folded into the conv before it), and one file per architecture walks a network
-//! field by field ([`resinception`], [`inception_v3`], [`convnext_tiny`], [`fusion`]).
-//! [`quant`] writes the int8 variants; [`verify`] runs files with tract.
+//! itself with [`crate::onnx`]: each network emits its graph beside its forward pass
+//! (`ResInception::emit`, `InceptionV3::emit`, `ConvNextTiny::emit`, `FusionHead::emit` in
+//! `nets/` and `fusion/`), BatchNorm folded into the conv before it; this module wraps them
+//! into files. [`quant`] writes the int8 variants; [`verify`] runs files with tract.
 //!
 //! | file           | input                                   | outputs                              |
 //! |----------------|-----------------------------------------|--------------------------------------|
@@ -15,14 +15,10 @@
 
 pub mod bundle;
 pub mod cli;
-pub mod convnext_tiny;
-pub mod fusion;
-pub mod graph;
-pub mod inception_v3;
-pub mod layers;
 pub mod quant;
-pub mod resinception;
 pub mod verify;
+
+pub use crate::onnx::{graph, layers};
 
 pub use bundle::{export_bundle, parse_precision, presets, ExportArgs, ExportReport};
 
@@ -133,9 +129,9 @@ impl Backbone {
         g.calibration = calibration;
         let x = g.input(input);
         let (fc1024, logits) = match self {
-            Backbone::Audio(n) => resinception::emit(&mut g, n, &x)?,
-            Backbone::Inception(n) => inception_v3::emit(&mut g, n, &x)?,
-            Backbone::ConvNext(n) => convnext_tiny::emit(&mut g, n, &x)?,
+            Backbone::Audio(n) => n.emit(&mut g, &x)?,
+            Backbone::Inception(n) => n.emit(&mut g, &x)?,
+            Backbone::ConvNext(n) => n.emit(&mut g, &x)?,
         };
         let outs = self.output_specs();
         g.output(&fc1024, &outs[0]);
@@ -168,7 +164,7 @@ pub fn fusion_graph(head: &FusionHead, spec: &FusionSpec, calibration: Option<Ca
     let mut g = Graph::new(&format!("fusion_{}_{}", spec.modalities.name(), spec.kind));
     g.calibration = calibration;
     let x = g.input(&input);
-    let p = fusion::emit(&mut g, head, &x);
+    let p = head.emit(&mut g, &x);
     g.output(&p, &output);
     g
 }

@@ -23,6 +23,8 @@ pub mod data;
 
 use crate::embed::EmbeddingSet;
 use crate::nets::Embeddings;
+use crate::onnx::graph::{attr_int, Graph, Value};
+use crate::onnx::layers::{self, param};
 use crate::train::{TrainConfig, TrainSummary};
 use anyhow::{bail, Context, Result};
 use avsc_shared::bundle::{EmbeddingKind, Role};
@@ -236,6 +238,57 @@ impl FusionHead {
         let logits = self.fc.forward(fused.clone());
         Embeddings { fc1024: fused, logits }
     }
+
+    /// ONNX of [`Self::forward`] and a softmax: `x` `[N, k, d]` (the k backbone embeddings,
+    /// audio first, in the order of the manifest's `sources`) → probabilities `[N, 10]`.
+    pub fn emit(&self, g: &mut Graph, x: &str) -> Value {
+        let [k, d] = self.w.val().dims();
+        let w = g.init_f32("fusion.w", &[k, d], &param(&self.w));
+        let weighted = g.node("Mul", "fusion.weighted", &[x, &w], vec![]);
+        let split = self.w_av.is_some() || self.concat;
+        let fused = if split {
+            let na = self.n_audio;
+            let audio = emit_sum_rows(g, "fusion.audio", &weighted, Some((0, na)));
+            let visual = emit_sum_rows(g, "fusion.visual", &weighted, Some((na, k)));
+            if self.concat {
+                layers::concat(g, "fusion.cat", &[&audio, &visual], 1)
+            } else {
+                let wav = param(self.w_av.as_ref().expect("two-level head has w_av"));
+                let wa = g.init_f32("fusion.w_a", &[d], &wav[..d]);
+                let wv = g.init_f32("fusion.w_v", &[d], &wav[d..]);
+                let a = g.node("Mul", "fusion.audio_weighted", &[&audio, &wa], vec![]);
+                let v = g.node("Mul", "fusion.visual_weighted", &[&visual, &wv], vec![]);
+                g.node("Add", "fusion.two_level", &[&a, &v], vec![])
+            }
+        } else {
+            emit_sum_rows(g, "fusion.sum", &weighted, None)
+        };
+        let fused = match &self.b {
+            Some(b) => {
+                let bv = g.init_f32("fusion.b", &[d], &param(b));
+                g.node("Add", "fusion.biased", &[&fused, &bv], vec![])
+            }
+            None => fused,
+        };
+        let dims = self.fc.weight.val().dims();
+        let b = self.fc.bias.as_ref().map(param);
+        let logits = layers::dense(g, "fc", &fused, &param(&self.fc.weight), dims, b.as_deref());
+        layers::softmax(g, "softmax", &logits)
+    }
+}
+
+/// ONNX: Σ over axis 1 of `[N, k, d]` (only rows `from..to` when given) → `[N, d]`.
+fn emit_sum_rows(g: &mut Graph, name: &str, x: &str, rows: Option<(usize, usize)>) -> Value {
+    let axes = g.init_i64(&format!("{name}.axes"), &[1], &[1]);
+    let x = match rows {
+        Some((from, to)) => {
+            let starts = g.init_i64(&format!("{name}.starts"), &[1], &[from as i64]);
+            let ends = g.init_i64(&format!("{name}.ends"), &[1], &[to as i64]);
+            g.node("Slice", &format!("{name}.rows"), &[x, &starts, &ends, &axes], vec![])
+        }
+        None => x.to_string(),
+    };
+    g.node("ReduceSum", name, &[&x, &axes], vec![attr_int("keepdims", 0)])
 }
 
 /// Phase II reuses the Phase-I loop (mixup, KL + L2, Adam, checkpoints): a clip's k stacked

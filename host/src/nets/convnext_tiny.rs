@@ -28,6 +28,9 @@
 //! divides every width by 8 and keeps the depths.
 
 use super::{global_avg_pool, Embeddings, Head, HeadConfig, SizePreset};
+use crate::onnx::graph::{Graph, Value};
+use crate::onnx::layers::{self, param, ConvWeights};
+use anyhow::Result;
 use burn::module::{Flag, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Gelu, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d};
@@ -140,6 +143,27 @@ impl ConvNextTiny {
     pub fn forward(&self, x: Tensor<4>) -> Embeddings {
         self.head.forward(self.head_norm.forward(self.forward_pooled(x)))
     }
+
+    /// ONNX of [`Self::forward`]: `x` `[N, 3, H, W]` → (fc1024, logits). burn runs a CNBlock
+    /// channels-last (permute, LayerNorm, Linear, Linear, permute back); the ONNX stays
+    /// channels-first throughout, which is the same arithmetic: the LayerNorm over channels
+    /// is a reduction over axis 1, each pointwise Linear a 1x1 conv (weight transposed), and
+    /// the layer scale is folded into the second one. No transposes in the graph, and every
+    /// matrix product is a Conv the int8 pass can quantize.
+    pub fn emit(&self, g: &mut Graph, x: &str) -> Result<(Value, Value)> {
+        let mut x = self.stem.emit(g, "stem", x)?;
+        for (s, blocks) in self.stages.iter().enumerate() {
+            if s > 0 {
+                x = self.downsample[s - 1].emit(g, &format!("downsample.{}", s - 1), &x)?;
+            }
+            for (j, block) in blocks.iter().enumerate() {
+                x = block.emit(g, &format!("stages.{s}.{j}"), &x)?;
+            }
+        }
+        let pooled = layers::global_avg_pool(g, "avgpool", &x);
+        let normed = layers::layer_norm(g, "head_norm", &pooled, &self.head_norm, LN_EPS as f32, 2);
+        Ok(self.head.emit(g, "head", &normed))
+    }
 }
 
 /// torchvision's LayerNorm2d: LayerNorm over channels at every pixel of `[b, c, h, w]`.
@@ -158,6 +182,11 @@ impl Stem {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         layer_norm_2d(&self.norm, self.conv.forward(x))
     }
+
+    pub fn emit(&self, g: &mut Graph, n: &str, x: &str) -> Result<Value> {
+        let y = layers::conv2d(g, &format!("{n}.conv"), x, &self.conv)?;
+        Ok(layers::layer_norm(g, &format!("{n}.norm"), &y, &self.norm, LN_EPS as f32, 4))
+    }
 }
 
 /// `features.2/4/6`: LayerNorm2d, then conv 2x2 / 2.
@@ -170,6 +199,11 @@ pub struct Downsample {
 impl Downsample {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.conv.forward(layer_norm_2d(&self.norm, x))
+    }
+
+    pub fn emit(&self, g: &mut Graph, n: &str, x: &str) -> Result<Value> {
+        let y = layers::layer_norm(g, &format!("{n}.norm"), x, &self.norm, LN_EPS as f32, 4);
+        layers::conv2d(g, &format!("{n}.conv"), &y, &self.conv)
     }
 }
 
@@ -213,6 +247,39 @@ impl CnBlock {
         // Channels-last, so the [C] scale broadcasts over the last axis.
         let y = (y * self.layer_scale.val().unsqueeze::<4>()).permute([0, 3, 1, 2]);
         self.drop_path.forward(y) + x
+    }
+
+    /// ONNX of [`Self::forward`], channels-first (see [`ConvNextTiny::emit`]).
+    pub fn emit(&self, g: &mut Graph, n: &str, x: &str) -> Result<Value> {
+        let y = layers::conv2d(g, &format!("{n}.dwconv"), x, &self.dwconv)?;
+        let y = layers::layer_norm(g, &format!("{n}.norm"), &y, &self.norm, LN_EPS as f32, 4);
+        let y = layers::conv(g, &format!("{n}.pwconv1"), &y, &pointwise(&self.pwconv1));
+        let y = layers::gelu(g, &format!("{n}.gelu"), &y);
+        let mut pw2 = pointwise(&self.pwconv2);
+        pw2.scale_out(&param(&self.layer_scale));
+        let y = layers::conv(g, &format!("{n}.pwconv2"), &y, &pw2);
+        Ok(layers::add(g, &format!("{n}.add"), &y, x))
+    }
+}
+
+/// A `Linear` `[c_in, c_out]` applied per pixel, as a 1x1 conv `[c_out, c_in, 1, 1]`.
+fn pointwise(m: &Linear) -> ConvWeights {
+    let [c_in, c_out] = m.weight.val().dims();
+    let w = param(&m.weight);
+    let mut t = vec![0.0; w.len()];
+    for i in 0..c_in {
+        for o in 0..c_out {
+            t[o * c_in + i] = w[i * c_out + o];
+        }
+    }
+    ConvWeights {
+        dims: [c_out, c_in, 1, 1],
+        w: t,
+        b: m.bias.as_ref().map(param).unwrap_or_else(|| vec![0.0; c_out]),
+        stride: [1, 1],
+        pads: [0; 4],
+        dilation: [1, 1],
+        groups: 1,
     }
 }
 

@@ -31,6 +31,9 @@
 //! preset divides every width by 8.
 
 use super::{global_avg_pool, ConvBn, ConvBnConfig, Embeddings, Head, HeadConfig, SizePreset};
+use crate::onnx::graph::{Graph, Value};
+use crate::onnx::layers;
+use anyhow::Result;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
 use burn::tensor::module::avg_pool2d;
@@ -154,6 +157,31 @@ impl InceptionV3 {
     pub fn forward(&self, x: Tensor<4>) -> Embeddings {
         self.head.forward(self.forward_pooled(x))
     }
+
+    /// ONNX of [`Self::forward`], field by field in torchvision's order: `x` `[N, 3, H, W]` →
+    /// (fc1024, logits).
+    pub fn emit(&self, g: &mut Graph, x: &str) -> Result<(Value, Value)> {
+        let x = self.conv2d_1a_3x3.emit(g, "conv2d_1a_3x3", x)?;
+        let x = self.conv2d_2a_3x3.emit(g, "conv2d_2a_3x3", &x)?;
+        let x = self.conv2d_2b_3x3.emit(g, "conv2d_2b_3x3", &x)?;
+        let x = layers::max_pool2d(g, "maxpool1", &x, &self.maxpool1)?;
+        let x = self.conv2d_3b_1x1.emit(g, "conv2d_3b_1x1", &x)?;
+        let x = self.conv2d_4a_3x3.emit(g, "conv2d_4a_3x3", &x)?;
+        let x = layers::max_pool2d(g, "maxpool2", &x, &self.maxpool2)?;
+        let x = self.mixed_5b.emit(g, "mixed_5b", &x)?;
+        let x = self.mixed_5c.emit(g, "mixed_5c", &x)?;
+        let x = self.mixed_5d.emit(g, "mixed_5d", &x)?;
+        let x = self.mixed_6a.emit(g, "mixed_6a", &x)?;
+        let x = self.mixed_6b.emit(g, "mixed_6b", &x)?;
+        let x = self.mixed_6c.emit(g, "mixed_6c", &x)?;
+        let x = self.mixed_6d.emit(g, "mixed_6d", &x)?;
+        let x = self.mixed_6e.emit(g, "mixed_6e", &x)?;
+        let x = self.mixed_7a.emit(g, "mixed_7a", &x)?;
+        let x = self.mixed_7b.emit(g, "mixed_7b", &x)?;
+        let x = self.mixed_7c.emit(g, "mixed_7c", &x)?;
+        let pooled = layers::global_avg_pool(g, "avgpool", &x);
+        Ok(self.head.emit(g, "head", &pooled))
+    }
 }
 
 /// torchvision's `F.avg_pool2d(x, kernel_size=3, stride=1, padding=1)` (padding counted).
@@ -168,6 +196,18 @@ fn avg_pool_3x3(x: Tensor<4>) -> Tensor<4> {
 /// torchvision's `F.max_pool2d(x, kernel_size=3, stride=2)`.
 fn max_pool_3x3_s2(x: Tensor<4>) -> Tensor<4> {
     MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).init().forward(x)
+}
+
+/// ONNX of `branch_pool(avg_pool_3x3(x))` ([`ConvBn::emit_after_pool`]).
+fn emit_pool_branch_3x3(g: &mut Graph, n: &str, x: &str, m: &ConvBn) -> Result<Value> {
+    let pool =
+        |g: &mut Graph, name: &str, x: &str| Ok(layers::avg_pool(g, name, x, [3, 3], [1, 1], [1, 1, 1, 1], true));
+    m.emit_after_pool(g, &format!("{n}.avg_pool"), &format!("{n}.branch_pool"), x, pool)
+}
+
+/// ONNX of [`max_pool_3x3_s2`].
+fn emit_max_pool_3x3_s2(g: &mut Graph, name: &str, x: &str) -> Value {
+    layers::max_pool(g, name, x, [3, 3], [2, 2], [0; 4])
 }
 
 fn conv(c_in: usize, c_out: usize, k: usize) -> ConvBnConfig {
@@ -208,6 +248,18 @@ impl InceptionA {
         let bp = self.branch_pool.forward(avg_pool_3x3(x));
         Tensor::cat(vec![b1, b5, b3, bp], 1)
     }
+
+    /// ONNX of [`Self::forward`], the nodes named `{n}.<field>`.
+    pub fn emit(&self, g: &mut Graph, n: &str, x: &str) -> Result<Value> {
+        let b1 = self.branch1x1.emit(g, &format!("{n}.branch1x1"), x)?;
+        let b5 = self.branch5x5_1.emit(g, &format!("{n}.branch5x5_1"), x)?;
+        let b5 = self.branch5x5_2.emit(g, &format!("{n}.branch5x5_2"), &b5)?;
+        let b3 = self.branch3x3dbl_1.emit(g, &format!("{n}.branch3x3dbl_1"), x)?;
+        let b3 = self.branch3x3dbl_2.emit(g, &format!("{n}.branch3x3dbl_2"), &b3)?;
+        let b3 = self.branch3x3dbl_3.emit(g, &format!("{n}.branch3x3dbl_3"), &b3)?;
+        let bp = emit_pool_branch_3x3(g, n, x, &self.branch_pool)?;
+        Ok(layers::concat(g, &format!("{n}.cat"), &[&b1, &b5, &b3, &bp], 1))
+    }
 }
 
 /// Mixed_6a (grid reduction): 3x3/2 ‖ 1x1→3x3→3x3/2 ‖ maxpool/2.
@@ -235,6 +287,16 @@ impl InceptionB {
         let bd = self.branch3x3dbl_1.forward(x.clone());
         let bd = self.branch3x3dbl_3.forward(self.branch3x3dbl_2.forward(bd));
         Tensor::cat(vec![b3, bd, max_pool_3x3_s2(x)], 1)
+    }
+
+    /// ONNX of [`Self::forward`], the nodes named `{n}.<field>`.
+    pub fn emit(&self, g: &mut Graph, n: &str, x: &str) -> Result<Value> {
+        let b3 = self.branch3x3.emit(g, &format!("{n}.branch3x3"), x)?;
+        let bd = self.branch3x3dbl_1.emit(g, &format!("{n}.branch3x3dbl_1"), x)?;
+        let bd = self.branch3x3dbl_2.emit(g, &format!("{n}.branch3x3dbl_2"), &bd)?;
+        let bd = self.branch3x3dbl_3.emit(g, &format!("{n}.branch3x3dbl_3"), &bd)?;
+        let bp = emit_max_pool_3x3_s2(g, &format!("{n}.max_pool"), x);
+        Ok(layers::concat(g, &format!("{n}.cat"), &[&b3, &bd, &bp], 1))
     }
 }
 
@@ -282,6 +344,21 @@ impl InceptionC {
         let bp = self.branch_pool.forward(avg_pool_3x3(x));
         Tensor::cat(vec![b1, b7, bd, bp], 1)
     }
+
+    /// ONNX of [`Self::forward`], the nodes named `{n}.<field>`.
+    pub fn emit(&self, g: &mut Graph, n: &str, x: &str) -> Result<Value> {
+        let b1 = self.branch1x1.emit(g, &format!("{n}.branch1x1"), x)?;
+        let b7 = self.branch7x7_1.emit(g, &format!("{n}.branch7x7_1"), x)?;
+        let b7 = self.branch7x7_2.emit(g, &format!("{n}.branch7x7_2"), &b7)?;
+        let b7 = self.branch7x7_3.emit(g, &format!("{n}.branch7x7_3"), &b7)?;
+        let bd = self.branch7x7dbl_1.emit(g, &format!("{n}.branch7x7dbl_1"), x)?;
+        let bd = self.branch7x7dbl_2.emit(g, &format!("{n}.branch7x7dbl_2"), &bd)?;
+        let bd = self.branch7x7dbl_3.emit(g, &format!("{n}.branch7x7dbl_3"), &bd)?;
+        let bd = self.branch7x7dbl_4.emit(g, &format!("{n}.branch7x7dbl_4"), &bd)?;
+        let bd = self.branch7x7dbl_5.emit(g, &format!("{n}.branch7x7dbl_5"), &bd)?;
+        let bp = emit_pool_branch_3x3(g, n, x, &self.branch_pool)?;
+        Ok(layers::concat(g, &format!("{n}.cat"), &[&b1, &b7, &bd, &bp], 1))
+    }
 }
 
 /// Mixed_7a (grid reduction): 1x1→3x3/2 ‖ 1x1→1x7→7x1→3x3/2 ‖ maxpool/2.
@@ -314,6 +391,18 @@ impl InceptionD {
         let b7 = self.branch7x7x3_2.forward(b7);
         let b7 = self.branch7x7x3_4.forward(self.branch7x7x3_3.forward(b7));
         Tensor::cat(vec![b3, b7, max_pool_3x3_s2(x)], 1)
+    }
+
+    /// ONNX of [`Self::forward`], the nodes named `{n}.<field>`.
+    pub fn emit(&self, g: &mut Graph, n: &str, x: &str) -> Result<Value> {
+        let b3 = self.branch3x3_1.emit(g, &format!("{n}.branch3x3_1"), x)?;
+        let b3 = self.branch3x3_2.emit(g, &format!("{n}.branch3x3_2"), &b3)?;
+        let b7 = self.branch7x7x3_1.emit(g, &format!("{n}.branch7x7x3_1"), x)?;
+        let b7 = self.branch7x7x3_2.emit(g, &format!("{n}.branch7x7x3_2"), &b7)?;
+        let b7 = self.branch7x7x3_3.emit(g, &format!("{n}.branch7x7x3_3"), &b7)?;
+        let b7 = self.branch7x7x3_4.emit(g, &format!("{n}.branch7x7x3_4"), &b7)?;
+        let bp = emit_max_pool_3x3_s2(g, &format!("{n}.max_pool"), x);
+        Ok(layers::concat(g, &format!("{n}.cat"), &[&b3, &b7, &bp], 1))
     }
 }
 
@@ -359,6 +448,20 @@ impl InceptionE {
         let bd = Tensor::cat(vec![self.branch3x3dbl_3a.forward(bd.clone()), self.branch3x3dbl_3b.forward(bd)], 1);
         let bp = self.branch_pool.forward(avg_pool_3x3(x));
         Tensor::cat(vec![b1, b3, bd, bp], 1)
+    }
+
+    /// ONNX of [`Self::forward`], the nodes named `{n}.<field>`.
+    pub fn emit(&self, g: &mut Graph, n: &str, x: &str) -> Result<Value> {
+        let b1 = self.branch1x1.emit(g, &format!("{n}.branch1x1"), x)?;
+        let b3 = self.branch3x3_1.emit(g, &format!("{n}.branch3x3_1"), x)?;
+        let b3a = self.branch3x3_2a.emit(g, &format!("{n}.branch3x3_2a"), &b3)?;
+        let b3b = self.branch3x3_2b.emit(g, &format!("{n}.branch3x3_2b"), &b3)?;
+        let bd = self.branch3x3dbl_1.emit(g, &format!("{n}.branch3x3dbl_1"), x)?;
+        let bd = self.branch3x3dbl_2.emit(g, &format!("{n}.branch3x3dbl_2"), &bd)?;
+        let bda = self.branch3x3dbl_3a.emit(g, &format!("{n}.branch3x3dbl_3a"), &bd)?;
+        let bdb = self.branch3x3dbl_3b.emit(g, &format!("{n}.branch3x3dbl_3b"), &bd)?;
+        let bp = emit_pool_branch_3x3(g, n, x, &self.branch_pool)?;
+        Ok(layers::concat(g, &format!("{n}.cat"), &[&b1, &b3a, &b3b, &bda, &bdb, &bp], 1))
     }
 }
 

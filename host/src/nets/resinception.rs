@@ -36,6 +36,9 @@
 //! (stem 4, stages 16 / 32 / 64 / 128) and keeps the depths and the FC(1024) embedding.
 
 use super::{global_avg_pool, ConvBn, ConvBnConfig, Embeddings, Head, HeadConfig, SizePreset};
+use crate::onnx::graph::{Graph, Value};
+use crate::onnx::layers;
+use anyhow::Result;
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, PaddingConfig2d};
 use burn::prelude::*;
@@ -167,6 +170,24 @@ impl ResInception {
     pub fn forward(&self, x: Tensor<4>) -> Embeddings {
         self.head.forward(self.forward_pooled(x))
     }
+
+    /// ONNX of [`Self::forward`]: `x` `[N, 6, 128, T]` → (fc1024, logits).
+    pub fn emit(&self, g: &mut Graph, x: &str) -> Result<(Value, Value)> {
+        let x = layers::standardise(g, "input_norm", x, INPUT_NORM_EPS as f32);
+        let x = self.stem.emit(g, "stem", &x)?;
+        let mut x = layers::max_pool2d(g, "pool", &x, &self.pool)?;
+        let last = self.stages.len() - 1;
+        for (s, blocks) in self.stages.iter().enumerate() {
+            for (j, block) in blocks.iter().enumerate() {
+                x = block.emit(g, &format!("stages.{s}.{j}"), &x)?;
+            }
+            if s < last {
+                x = layers::max_pool2d(g, "pool", &x, &self.pool)?;
+            }
+        }
+        let pooled = layers::global_avg_pool(g, "avgpool", &x);
+        Ok(self.head.emit(g, "head", &pooled))
+    }
 }
 
 /// Four parallel branches concatenated, plus a residual shortcut.
@@ -222,6 +243,35 @@ impl ResInceptionBlock {
             None => x,
         };
         burn::tensor::activation::relu(Tensor::cat(branches, 1) + shortcut)
+    }
+
+    /// ONNX of [`Self::forward`] (each pointwise layer a Conv of its own; tract reads them).
+    pub fn emit(&self, g: &mut Graph, name: &str, x: &str) -> Result<Value> {
+        let chain = |g: &mut Graph, branch: &str, convs: &[ConvBn]| -> Result<Value> {
+            let mut y = x.to_string();
+            for (i, c) in convs.iter().enumerate() {
+                y = c.emit(g, &format!("{name}.{branch}.{i}"), &y)?;
+            }
+            Ok(y)
+        };
+        let b1 = self.branch1x1.emit(g, &format!("{name}.branch1x1"), x)?;
+        let b3 = chain(g, "branch3x3", &self.branch3x3)?;
+        let b5 = chain(g, "branch5x5", &self.branch5x5)?;
+        let pool = |g: &mut Graph, n: &str, x: &str| layers::avg_pool2d(g, n, x, &self.avg_pool);
+        let bp = self.branch_pool.emit_after_pool(
+            g,
+            &format!("{name}.avg_pool"),
+            &format!("{name}.branch_pool"),
+            x,
+            pool,
+        )?;
+        let cat = layers::concat(g, &format!("{name}.cat"), &[&b1, &b3, &b5, &bp], 1);
+        let shortcut = match &self.shortcut {
+            Some(proj) => proj.emit(g, &format!("{name}.shortcut"), x)?,
+            None => x.to_string(),
+        };
+        let sum = layers::add(g, &format!("{name}.add"), &cat, &shortcut);
+        Ok(layers::relu(g, &format!("{name}.relu"), &sum))
     }
 }
 

@@ -1,9 +1,10 @@
-//! Emitters for the burn modules the networks are built from: each reads the module's fields
-//! and weights and writes the equivalent ONNX nodes (eval mode: BatchNorm with its running
-//! statistics, folded into the conv before it; dropout and stochastic depth are identities).
+//! Emitters for the burn modules and tensor operations the networks are built from: each reads
+//! the module's fields and weights and writes the equivalent ONNX nodes (eval mode: BatchNorm
+//! with its running statistics, folded into the conv before it; dropout and stochastic depth
+//! are identities). The networks' own layers emit themselves beside their forward pass
+//! (`nets/`).
 
 use super::graph::{attr_int, attr_ints, Graph, Value};
-use crate::nets::{ConvBn, Head};
 use anyhow::{bail, Result};
 use burn::module::Param;
 use burn::nn::conv::Conv2d;
@@ -90,7 +91,7 @@ fn usz(v: &[usize]) -> Vec<i64> {
 
 /// A Conv node with the given weights (quantized when the graph calibrates `x`).
 pub fn conv(g: &mut Graph, name: &str, x: &str, cw: &ConvWeights) -> Value {
-    if let Some(y) = super::quant::conv(g, name, x, cw) {
+    if let Some(y) = crate::export::quant::conv(g, name, x, cw) {
         return y;
     }
     let w = g.init_f32(&format!("{name}.weight"), &cw.dims, &cw.w);
@@ -111,50 +112,6 @@ pub fn conv_attrs(cw: &ConvWeights) -> Vec<tract_onnx::pb::AttributeProto> {
 /// burn `Conv2d`.
 pub fn conv2d(g: &mut Graph, name: &str, x: &str, m: &Conv2d) -> Result<Value> {
     Ok(conv(g, name, x, &ConvWeights::from_conv(m)?))
-}
-
-/// A [`ConvBn`]'s conv with its BatchNorm folded in.
-fn folded(m: &ConvBn) -> Result<ConvWeights> {
-    let mut cw = ConvWeights::from_conv(&m.conv)?;
-    cw.fold_bn(&m.bn);
-    Ok(cw)
-}
-
-/// [`ConvBn`]: conv with the BatchNorm folded in, then ReLU if the block has one.
-pub fn conv_bn(g: &mut Graph, name: &str, x: &str, m: &ConvBn) -> Result<Value> {
-    let y = conv(g, &format!("{name}.conv"), x, &folded(m)?);
-    Ok(if m.relu { relu(g, &format!("{name}.relu"), &y) } else { y })
-}
-
-/// An inception pool branch: `pool` (an average pool) on `x`, then the [`ConvBn`] `m`, named
-/// `pool_name` and `name`. When `m` is pointwise (1x1, stride 1, no padding) it is emitted in
-/// the other order: the conv without its bias, the pool on the conv's outputs, then the bias
-/// (and ReLU). Both are linear and they commute: the pool mixes positions within a channel,
-/// the conv channels within a position, and the bias is added after the pool so that a
-/// zero-padded border does not average it down. The pool then reads the branch's few
-/// outputs rather than the block's many inputs (2-10x fewer channels; the pool was 13 % of
-/// Aud-MEL's time in tract), and an int8 conv reads the uint8 block input that the other
-/// branches share instead of quantizing the pool's output.
-pub fn pool_branch(
-    g: &mut Graph,
-    pool_name: &str,
-    name: &str,
-    x: &str,
-    pool: impl FnOnce(&mut Graph, &str, &str) -> Result<Value>,
-    m: &ConvBn,
-) -> Result<Value> {
-    let mut cw = folded(m)?;
-    let pointwise = cw.dims[2..] == [1, 1] && cw.stride == [1, 1] && cw.pads == [0; 4] && cw.groups == 1;
-    if !pointwise {
-        let p = pool(g, pool_name, x)?;
-        return conv_bn(g, name, &p, m);
-    }
-    let bias = std::mem::replace(&mut cw.b, vec![0.0; cw.dims[0]]);
-    let y = conv(g, &format!("{name}.conv"), x, &cw);
-    let p = pool(g, pool_name, &y)?;
-    let b = g.init_f32(&format!("{name}.bias"), &[cw.dims[0], 1, 1], &bias);
-    let y = g.node("Add", &format!("{name}.biased"), &[&p, &b], vec![]);
-    Ok(if m.relu { relu(g, &format!("{name}.relu"), &y) } else { y })
 }
 
 pub fn relu(g: &mut Graph, name: &str, x: &str) -> Value {
@@ -234,7 +191,7 @@ pub fn add(g: &mut Graph, name: &str, a: &str, b: &str) -> Value {
 
 /// A dense layer on `[N, d_in]` with weight `[d_in, d_out]` (burn's layout) and bias.
 pub fn dense(g: &mut Graph, name: &str, x: &str, w: &[f32], dims: [usize; 2], b: Option<&[f32]>) -> Value {
-    if let Some(y) = super::quant::dense(g, name, x, w, dims, b) {
+    if let Some(y) = crate::export::quant::dense(g, name, x, w, dims, b) {
         return y;
     }
     let wv = g.init_f32(&format!("{name}.weight"), &dims, w);
@@ -291,14 +248,6 @@ fn centre_and_scale(g: &mut Graph, name: &str, out: &str, x: &str, axes: &[i64],
     let t = g.node("Add", &format!("{name}.var_eps"), &[&var, &epsv], vec![]);
     let t = g.node("Sqrt", &format!("{name}.std"), &[&t], vec![]);
     g.node("Div", out, &[&d, &t], vec![])
-}
-
-/// [`Head`]: FC(1024) → ReLU → (dropout) → FC(10); returns (fc1024, logits).
-pub fn head(g: &mut Graph, name: &str, x: &str, m: &Head) -> (Value, Value) {
-    let h = linear(g, &format!("{name}.fc1"), x, &m.fc1);
-    let fc1024 = relu(g, &format!("{name}.relu"), &h);
-    let logits = linear(g, &format!("{name}.fc2"), &fc1024, &m.fc2);
-    (fc1024, logits)
 }
 
 /// Softmax over the last axis.

@@ -34,7 +34,7 @@ pub struct Graph {
     outputs: Vec<ValueInfoProto>,
     names: HashSet<String>,
     /// Set for the int8 pass: the activation ranges that decide which ops are quantized.
-    pub calibration: Option<super::quant::Calibration>,
+    pub calibration: Option<crate::export::quant::Calibration>,
 }
 
 impl Graph {
