@@ -16,12 +16,8 @@
 
 use crate::cache::{Cache, CacheItem, ClipData};
 use crate::compute::ComputeDevice;
-use crate::nets::convnext_tiny::ConvNextTinyConfig;
-use crate::nets::inception_v3::InceptionV3Config;
-use crate::nets::resinception::ResInceptionConfig;
-use crate::nets::{load_module, SizePreset};
+use crate::nets::SizePreset;
 use crate::train::data::SplitRecord;
-use crate::train::Net;
 use anyhow::{bail, ensure, Context, Result};
 use avsc_shared::bundle::{EmbeddingKind, Role};
 use avsc_shared::dsp::deltas::stack6;
@@ -286,22 +282,9 @@ fn embed_role(
     a: &EmbedArgs,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     let device = a.device.open()?;
-    let size = a.size;
-    match role {
-        Role::AudMel | Role::AudGam | Role::AudCqt => {
-            let net = load_module(ResInceptionConfig::preset(size).init(&device), model)?;
-            embed_clips(&net.valid(), cache, items, role, a, &device)
-        }
-        Role::VisInc => {
-            let net = load_module(InceptionV3Config::preset(size).init(&device), model)?;
-            embed_clips(&net.valid(), cache, items, role, a, &device)
-        }
-        Role::VisConv => {
-            let net = load_module(ConvNextTinyConfig::preset(size).init(&device), model)?;
-            embed_clips(&net.valid(), cache, items, role, a, &device)
-        }
-        _ => bail!("{} is not a backbone", role.name()),
-    }
+    // The one role -> network map (the export's), on the embedding device.
+    let net = crate::export::Backbone::load_on(role, a.size, model, &device)?;
+    embed_clips(&net, cache, items, role, a, &device)
 }
 
 /// The inputs of one clip for `role`: one spectrogram stack, or its (selected) frames.
@@ -322,8 +305,8 @@ fn clip_inputs(cache: &Cache, item: &CacheItem, role: Role, frames: usize) -> Re
     Ok((imgs.iter().map(|f| normalise(f, &norm)).collect(), [3, s, s]))
 }
 
-fn embed_clips<M: Net>(
-    net: &M,
+fn embed_clips(
+    net: &crate::export::Backbone,
     cache: &Cache,
     items: &[CacheItem],
     role: Role,
@@ -354,8 +337,8 @@ fn embed_clips<M: Net>(
 }
 
 /// Both embeddings of each view, in batches.
-pub fn forward_views<M: Net>(
-    net: &M,
+pub fn forward_views(
+    net: &crate::export::Backbone,
     views: &[&Vec<f32>],
     shape: [usize; 3],
     batch: usize,
@@ -366,7 +349,7 @@ pub fn forward_views<M: Net>(
     for part in views.chunks(batch) {
         let flat: Vec<f32> = part.iter().flat_map(|v| v.iter().copied()).collect();
         let x = Tensor::<4>::from_data(TensorData::new(flat, [part.len(), c, h, w]), device);
-        let e = net.embed(x);
+        let e = net.forward(x);
         let vec = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"));
         e1024.extend(vec(e.fc1024)?);
         e10.extend(vec(e.logits)?);

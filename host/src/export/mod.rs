@@ -74,10 +74,15 @@ impl Backbone {
         })
     }
 
-    /// The trained network of `role` from its burn record.
+    /// The trained network of `role` from its burn record (on the CPU).
     pub fn load(role: Role, size: SizePreset, model: &Path) -> Result<Backbone> {
-        let device = Device::flex();
-        Ok(match Self::init(role, size, &device)? {
+        Self::load_on(role, size, model, &Device::flex())
+    }
+
+    /// The trained network of `role` from its burn record, on `device` (a plain, not
+    /// autodiff, device: BatchNorm uses its running statistics, dropout is off).
+    pub fn load_on(role: Role, size: SizePreset, model: &Path, device: &Device) -> Result<Backbone> {
+        Ok(match Self::init(role, size, device)? {
             Backbone::Audio(n) => Backbone::Audio(load_module(n, model)?),
             Backbone::Inception(n) => Backbone::Inception(load_module(n, model)?),
             Backbone::ConvNext(n) => Backbone::ConvNext(load_module(n, model)?),
