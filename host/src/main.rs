@@ -251,6 +251,10 @@ enum Cmd {
         /// fold1_test), as `train-all` reads.
         #[arg(long)]
         evaluate_clips_per_class: Option<usize>,
+        /// TAU's sizes: 48 kHz 24-bit WAV and 1280x720 H.264 MP4 at 30 frames a second (to
+        /// measure costs at real size without the dataset).
+        #[arg(long)]
+        tau_size: bool,
     },
     /// Phase II, step 1: run the five frozen backbones over a prepared cache.
     ///
@@ -526,8 +530,18 @@ fn run(cli: Cli) -> Result<()> {
                 imported.fresh.join(", ")
             );
         }
-        Cmd::Synth { out, clips_per_class, seed, audio_noise, visual_noise, prefix, evaluate_clips_per_class } => {
+        Cmd::Synth {
+            out,
+            clips_per_class,
+            seed,
+            audio_noise,
+            visual_noise,
+            prefix,
+            evaluate_clips_per_class,
+            tau_size,
+        } => {
             let cfg = SynthConfig { clips_per_class, seed, audio_noise, visual_noise, prefix, ..Default::default() };
+            let cfg = if tau_size { cfg.tau_size() } else { cfg };
             let total = clips_per_class + evaluate_clips_per_class.unwrap_or(0);
             let pb = progress::bar(total * avsc_shared::NUM_CLASSES, "synth", "clips");
             let n = match evaluate_clips_per_class {

@@ -238,16 +238,33 @@ pub fn decode(b: &[u8]) -> Result<Audio> {
 
 /// Encode as a canonical WAV: 16-bit PCM or 32-bit float.
 pub fn encode(audio: &Audio, float: bool) -> Vec<u8> {
+    if float {
+        encode_as(audio, WAVE_FORMAT_IEEE_FLOAT, 4, |x, b| b.extend_from_slice(&x.to_le_bytes()))
+    } else {
+        encode_as(audio, WAVE_FORMAT_PCM, 2, |x, b| {
+            b.extend_from_slice(&((x * 32768.0).round().clamp(-32768.0, 32767.0) as i16).to_le_bytes())
+        })
+    }
+}
+
+/// Encode as a canonical 24-bit PCM WAV (TAU Urban Audio-Visual's format).
+pub fn encode_pcm24(audio: &Audio) -> Vec<u8> {
+    encode_as(audio, WAVE_FORMAT_PCM, 3, |x, b| {
+        let v = (x as f64 * 8_388_608.0).round().clamp(-8_388_608.0, 8_388_607.0) as i32;
+        b.extend_from_slice(&v.to_le_bytes()[..3])
+    })
+}
+
+fn encode_as(audio: &Audio, format: u16, width: usize, put: impl Fn(f32, &mut Vec<u8>)) -> Vec<u8> {
     let ch = audio.channels.len();
     let n = audio.n_samples();
-    let width = if float { 4 } else { 2 };
     let data_len = n * ch * width;
     let mut b = Vec::with_capacity(44 + data_len);
     b.extend_from_slice(b"RIFF");
     b.extend_from_slice(&((36 + data_len) as u32).to_le_bytes());
     b.extend_from_slice(b"WAVEfmt ");
     b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(&(if float { WAVE_FORMAT_IEEE_FLOAT } else { WAVE_FORMAT_PCM }).to_le_bytes());
+    b.extend_from_slice(&format.to_le_bytes());
     b.extend_from_slice(&(ch as u16).to_le_bytes());
     b.extend_from_slice(&audio.sample_rate.to_le_bytes());
     b.extend_from_slice(&(audio.sample_rate * (ch * width) as u32).to_le_bytes());
@@ -257,12 +274,7 @@ pub fn encode(audio: &Audio, float: bool) -> Vec<u8> {
     b.extend_from_slice(&(data_len as u32).to_le_bytes());
     for i in 0..n {
         for c in &audio.channels {
-            if float {
-                b.extend_from_slice(&c[i].to_le_bytes());
-            } else {
-                let v = (c[i] * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
-                b.extend_from_slice(&v.to_le_bytes());
-            }
+            put(c[i], &mut b);
         }
     }
     b
@@ -280,8 +292,13 @@ mod tests {
     fn float_and_pcm16_round_trip() {
         let a = stereo();
         assert_eq!(decode(&encode(&a, true)).unwrap(), a);
-        // These values are exact in 16 bits.
+        // These values are exact in 16 bits, and in 24.
         assert_eq!(decode(&encode(&a, false)).unwrap(), a);
+        let pcm24 = encode_pcm24(&a);
+        assert_eq!((pcm24.len(), u16::from_le_bytes([pcm24[34], pcm24[35]])), (44 + 4 * 2 * 3, 24));
+        assert_eq!(decode(&pcm24).unwrap(), a);
+        let fine = Audio { sample_rate: 48_000, channels: vec![vec![1.0 / 8_388_608.0, -3.0 / 8_388_608.0]] };
+        assert_eq!(decode(&encode_pcm24(&fine)).unwrap(), fine, "one 24-bit step survives");
     }
 
     #[test]
