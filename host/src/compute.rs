@@ -6,8 +6,11 @@
 //! | `cpu`      | flex (pure Rust, rayon)              | —       | —                            |
 //! | `wgpu`     | CubeCL wgpu: Vulkan on Linux         | `wgpu`  | a Vulkan driver (ICD)        |
 //! | `cuda`     | CubeCL CUDA, kernels through NVRTC   | `cuda`  | the NVIDIA driver, NVRTC     |
+//! | `cubecl-cpu` | CubeCL CPU, kernels JIT-compiled by LLVM | `cubecl-cpu` | —                   |
 //!
-//! `gpu` (the earlier name) means `cuda` when it is compiled in, else `wgpu`.
+//! `gpu` (the earlier name) means `cuda` when it is compiled in, else `wgpu`. `cubecl-cpu` is
+//! there to be measured against flex (host/gpu/README.md: 48x slower on the eval forward pass,
+//! so `cpu` stays flex).
 
 use anyhow::{bail, ensure, Result};
 use burn::prelude::*;
@@ -24,6 +27,9 @@ pub enum ComputeDevice {
     #[serde(alias = "gpu")]
     Wgpu,
     Cuda,
+    /// burn's CubeCL CPU backend (measured against flex; `cpu` stays flex).
+    #[serde(rename = "cubecl-cpu")]
+    CubeclCpu,
 }
 
 impl std::str::FromStr for ComputeDevice {
@@ -33,9 +39,10 @@ impl std::str::FromStr for ComputeDevice {
             "cpu" => Ok(ComputeDevice::Cpu),
             "wgpu" => Ok(ComputeDevice::Wgpu),
             "cuda" => Ok(ComputeDevice::Cuda),
+            "cubecl-cpu" => Ok(ComputeDevice::CubeclCpu),
             "gpu" if cfg!(feature = "cuda") => Ok(ComputeDevice::Cuda),
             "gpu" => Ok(ComputeDevice::Wgpu),
-            _ => bail!("unknown device {s:?} (expected cpu, wgpu or cuda)"),
+            _ => bail!("unknown device {s:?} (expected cpu, wgpu, cuda or cubecl-cpu)"),
         }
     }
 }
@@ -46,6 +53,7 @@ impl std::fmt::Display for ComputeDevice {
             ComputeDevice::Cpu => "cpu",
             ComputeDevice::Wgpu => "wgpu",
             ComputeDevice::Cuda => "cuda",
+            ComputeDevice::CubeclCpu => "cubecl-cpu",
         })
     }
 }
@@ -59,6 +67,7 @@ impl ComputeDevice {
             ComputeDevice::Cpu => return Ok(Device::flex()),
             ComputeDevice::Wgpu => wgpu_device()?,
             ComputeDevice::Cuda => cuda_device()?,
+            ComputeDevice::CubeclCpu => cubecl_cpu_device()?,
         };
         // The GPU devices are lazy: touch this one once. A missing driver panics inside burn
         // (on its device thread): keep that quiet and report its first line instead.
@@ -72,6 +81,7 @@ impl ComputeDevice {
                 "--device {self}: the device does not work here: {why} ({})",
                 match self {
                     ComputeDevice::Cuda => "is the NVIDIA driver installed? see `nvidia-smi`",
+                    ComputeDevice::CubeclCpu => "CubeCL's CPU runtime failed to start",
                     _ => "is a Vulkan driver installed? see `vulkaninfo --summary`",
                 }
             ),
@@ -84,6 +94,7 @@ impl ComputeDevice {
             ComputeDevice::Cpu => true,
             ComputeDevice::Wgpu => cfg!(feature = "wgpu"),
             ComputeDevice::Cuda => cfg!(feature = "cuda"),
+            ComputeDevice::CubeclCpu => cfg!(feature = "cubecl-cpu"),
         }
     }
 }
@@ -130,13 +141,28 @@ fn cuda_device() -> Result<Device> {
     bail!("--device cuda: this avsc-host was built without it (see host/gpu/README.md: `--features cuda`)")
 }
 
+#[cfg(feature = "cubecl-cpu")]
+fn cubecl_cpu_device() -> Result<Device> {
+    Ok(Device::cpu())
+}
+
+#[cfg(not(feature = "cubecl-cpu"))]
+fn cubecl_cpu_device() -> Result<Device> {
+    bail!("--device cubecl-cpu: this avsc-host was built without it (build with `--features cubecl-cpu`)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn devices_parse_and_name_their_feature() {
-        for (s, d) in [("cpu", ComputeDevice::Cpu), ("wgpu", ComputeDevice::Wgpu), ("cuda", ComputeDevice::Cuda)] {
+        for (s, d) in [
+            ("cpu", ComputeDevice::Cpu),
+            ("wgpu", ComputeDevice::Wgpu),
+            ("cuda", ComputeDevice::Cuda),
+            ("cubecl-cpu", ComputeDevice::CubeclCpu),
+        ] {
             assert_eq!(s.parse::<ComputeDevice>().unwrap(), d);
             assert_eq!(d.to_string(), s);
         }
@@ -144,7 +170,9 @@ mod tests {
         assert_eq!(gpu, if cfg!(feature = "cuda") { ComputeDevice::Cuda } else { ComputeDevice::Wgpu });
         assert!("tpu".parse::<ComputeDevice>().is_err());
         assert!(ComputeDevice::Cpu.open().is_ok());
-        for (d, feature) in [(ComputeDevice::Wgpu, "wgpu"), (ComputeDevice::Cuda, "cuda")] {
+        for (d, feature) in
+            [(ComputeDevice::Wgpu, "wgpu"), (ComputeDevice::Cuda, "cuda"), (ComputeDevice::CubeclCpu, "cubecl-cpu")]
+        {
             if !d.compiled() {
                 let err = d.open().err().unwrap().to_string();
                 assert!(err.contains(&format!("--features {feature}")), "{err}");
