@@ -611,16 +611,8 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let base = pipeline::ChainConfig::paper(dataset, out);
             let audio = TrainConfig { epochs: audio_epochs, batch_size, seed, ..base.audio.clone() };
-            // Fine-tuning from ImageNet weights takes a lower rate.
-            let lr = if weights_inc.is_some() || weights_conv.is_some() { 1e-4 } else { 1e-3 };
-            let visual = TrainConfig {
-                epochs: visual_epochs,
-                lr,
-                lr_min: lr * 0.01,
-                frames_per_clip,
-                eval_frames,
-                ..audio.clone()
-            };
+            // A network fine-tuned from ImageNet weights takes `finetune_lr` (1e-4) instead.
+            let visual = TrainConfig { epochs: visual_epochs, frames_per_clip, eval_frames, ..audio.clone() };
             let cfg = pipeline::ChainConfig {
                 size: size.parse()?,
                 audio,

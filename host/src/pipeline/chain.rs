@@ -50,8 +50,11 @@ pub struct ChainConfig {
     pub size: SizePreset,
     /// The three audio networks' training (split: fold1_train).
     pub audio: TrainConfig,
-    /// The two visual networks' training.
+    /// The two visual networks' training from random initialisation.
     pub visual: TrainConfig,
+    /// Peak learning rate of a visual network fine-tuned from ImageNet weights (cosine down
+    /// to 1 % of it); the rest as `visual`.
+    pub finetune_lr: f64,
     /// ImageNet weights (torchvision checkpoint or burn record) for InceptionV3 / ConvNeXt.
     pub weights_inc: Option<PathBuf>,
     pub weights_conv: Option<PathBuf>,
@@ -81,6 +84,7 @@ impl ChainConfig {
             size: SizePreset::Paper,
             visual: audio.clone(),
             audio,
+            finetune_lr: 1e-4,
             weights_inc: None,
             weights_conv: None,
             embed_frames: 0,
@@ -88,6 +92,17 @@ impl ChainConfig {
             calibration_clips: 256,
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             device: ComputeDevice::Cpu,
+        }
+    }
+
+    /// The training of `role`'s network: audio, visual from scratch, or visual fine-tuned.
+    fn train_config(&self, role: Role) -> TrainConfig {
+        if embed::feature_kind(role).is_some() {
+            self.audio.clone()
+        } else if self.weights(role).is_some() {
+            TrainConfig { lr: self.finetune_lr, lr_min: self.finetune_lr * 0.01, ..self.visual.clone() }
+        } else {
+            self.visual.clone()
         }
     }
 
@@ -247,7 +262,7 @@ pub fn train_all(cfg: &ChainConfig) -> Result<Report> {
     let mut phase1_ids = BTreeMap::new();
     for role in Role::BACKBONES {
         let dir = runs.join(role.name());
-        let train_cfg = if embed::feature_kind(role).is_some() { &cfg.audio } else { &cfg.visual };
+        let train_cfg = &cfg.train_config(role);
         let weights = match cfg.weights(role) {
             Some(p) => Some(file_digest(p)?.with_context(|| format!("{}: weights not found", p.display()))?),
             None => None,
@@ -431,4 +446,19 @@ pub fn train_all(cfg: &ChainConfig) -> Result<Report> {
         println!("  {}", p.display());
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_network_given_weights_is_fine_tuned_at_the_lower_rate() {
+        let cfg =
+            ChainConfig { weights_inc: Some("inc.pth".into()), ..ChainConfig::paper("data".into(), "out".into()) };
+        let lr = |r: Role| cfg.train_config(r).lr;
+        assert_eq!((lr(Role::VisInc), lr(Role::VisConv), lr(Role::AudMel)), (1e-4, 1e-3, 1e-3));
+        assert!((cfg.train_config(Role::VisInc).lr_min - 1e-6).abs() < 1e-18);
+        assert_eq!(cfg.train_config(Role::VisInc).split, TRAIN_SPLIT);
+    }
 }
