@@ -354,44 +354,7 @@ enum Cmd {
     /// bundle -> OUT/report.json. Defaults are the paper's recipe. Each stage is skipped when
     /// what it reads is unchanged (content digests in OUT/stages/), redone when it changed,
     /// and continued when interrupted.
-    TrainAll {
-        /// Dataset root (meta.csv and evaluation_setup/).
-        #[arg(long)]
-        dataset: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
-        /// Network widths: paper (published) or tiny.
-        #[arg(long, default_value = "paper")]
-        size: String,
-        #[arg(long, default_value_t = 30)]
-        audio_epochs: usize,
-        #[arg(long, default_value_t = 30)]
-        visual_epochs: usize,
-        #[arg(long, default_value_t = 30)]
-        fusion_epochs: usize,
-        #[arg(long, default_value_t = 32)]
-        batch_size: usize,
-        /// Random frames per training clip and epoch for the visual networks (0: all, as the
-        /// paper trains).
-        #[arg(long, default_value_t = 0)]
-        frames_per_clip: usize,
-        /// Evenly spaced frames per clip for visual validation and the embeddings (0: all).
-        #[arg(long, default_value_t = 0)]
-        eval_frames: usize,
-        /// ImageNet weights for InceptionV3 (torchvision .pth/.safetensors or burn .bpk).
-        #[arg(long)]
-        weights_inc: Option<PathBuf>,
-        /// ImageNet weights for ConvNeXt-Tiny.
-        #[arg(long)]
-        weights_conv: Option<PathBuf>,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// int8 calibration clips (taken from fold1_train).
-        #[arg(long, default_value_t = 256)]
-        calibration_clips: usize,
-        #[command(flatten)]
-        dev: DeviceArg,
-    },
+    TrainAll(avsc_host::pipeline::cli::TrainAllCli),
     /// The whole system in one command, from nothing (about 10 minutes on 2 CPU cores).
     ///
     /// Synthesises a stand-in dataset in the TAU layout (OUT/dataset), then runs `train-all`
@@ -593,40 +556,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("## Audio only / visual only / audio-visual (f4)\n\n{}", t.modalities);
             eprintln!("table1: {}", out.join("table1.md").display());
         }
-        Cmd::TrainAll {
-            dataset,
-            out,
-            size,
-            audio_epochs,
-            visual_epochs,
-            fusion_epochs,
-            batch_size,
-            frames_per_clip,
-            eval_frames,
-            weights_inc,
-            weights_conv,
-            seed,
-            calibration_clips,
-            dev,
-        } => {
-            let base = pipeline::ChainConfig::paper(dataset, out);
-            let audio = TrainConfig { epochs: audio_epochs, batch_size, seed, ..base.audio.clone() };
-            // A network fine-tuned from ImageNet weights takes `finetune_lr` (1e-4) instead.
-            let visual = TrainConfig { epochs: visual_epochs, frames_per_clip, eval_frames, ..audio.clone() };
-            let cfg = pipeline::ChainConfig {
-                size: size.parse()?,
-                audio,
-                visual,
-                weights_inc,
-                weights_conv,
-                embed_frames: eval_frames,
-                fusion_epochs,
-                calibration_clips,
-                device: dev.device,
-                ..base
-            };
-            pipeline::train_all(&cfg)?;
-        }
+        Cmd::TrainAll(args) => args.run()?,
         Cmd::Demo { out, clips_per_class, audio_epochs, visual_epochs, fusion_epochs, dev } => {
             let cfg = pipeline::DemoConfig {
                 train_clips_per_class: clips_per_class,

@@ -251,8 +251,9 @@ pub fn train_all(cfg: &ChainConfig) -> Result<Report> {
             cache.join("prepare-report.json").display()
         );
     }
+    let opened = Cache::open(&cache)?;
     for split in [TRAIN_SPLIT, TEST_SPLIT] {
-        if Cache::open(&cache)?.items(split).is_empty() {
+        if opened.items(split).is_empty() {
             bail!("{}: no clip of {split} was prepared", cache.display());
         }
     }

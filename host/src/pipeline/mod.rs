@@ -4,6 +4,7 @@
 //! chain at the tiny settings.
 
 pub mod chain;
+pub mod cli;
 pub mod sources;
 pub mod stage;
 
