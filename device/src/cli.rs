@@ -64,6 +64,10 @@ struct Common {
     /// the frames it has.
     #[arg(long)]
     visual_fps: Option<f64>,
+    /// Compute each window's features only after its last sample, instead of as the samples
+    /// arrive (the same numbers, later; for A/B measurements of the latency).
+    #[arg(long)]
+    no_stream_features: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -247,6 +251,7 @@ impl Common {
             hop_s: self.hop,
             max_windows: self.windows,
             visual_fps: self.visual_fps,
+            stream_features: !self.no_stream_features,
             ..LoopOptions::default()
         }
     }

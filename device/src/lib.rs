@@ -12,4 +12,5 @@ pub mod cli;
 pub mod infer;
 pub mod pipeline;
 pub mod sources;
+pub mod stream;
 pub mod window;

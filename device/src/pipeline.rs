@@ -5,9 +5,9 @@
 //! audio (a microphone away) is classified from its frames alone, and says so. It sees only the source traits, so
 //! `run` (ALSA + V4L2) and `classify` (files) are the same loop.
 
-use crate::infer::{Engine, Latency};
+use crate::infer::{Engine, Latency, WindowAudio};
 use crate::sources::{AudioSource, Frame, FrameSource, FrameThinner};
-use crate::window::{AudioWindow, EmbeddingRing, Windower};
+use crate::window::{AudioWindow, EmbeddingRing, Event, Windower};
 use anyhow::{Context, Result};
 use avsc_shared::LABELS;
 use serde::Serialize;
@@ -75,11 +75,21 @@ pub struct LoopOptions {
     /// Embed at most this many frames per second (fewer than the bundle's rate: frames are
     /// thinned by timestamp); `None`: every frame the source gives.
     pub visual_fps: Option<f64>,
+    /// Compute each window's features as its samples arrive (the same numbers; only the
+    /// last frames are left when it closes). Off: all of it after the window's last sample.
+    pub stream_features: bool,
 }
 
 impl Default for LoopOptions {
     fn default() -> Self {
-        LoopOptions { hop_s: 10.0, max_windows: None, min_seconds: 1.0, chunk_s: 0.1, visual_fps: None }
+        LoopOptions {
+            hop_s: 10.0,
+            max_windows: None,
+            min_seconds: 1.0,
+            chunk_s: 0.1,
+            visual_fps: None,
+            stream_features: true,
+        }
     }
 }
 
@@ -121,6 +131,8 @@ struct Emitter<'a> {
     absent: Option<String>,
     /// What the audio source says of itself ([`AudioSource::note`]), put in every line.
     source_note: Option<String>,
+    /// Frames are handed to the engine as they arrive ([`LoopOptions::stream_features`]).
+    streaming: bool,
 }
 
 impl Emitter<'_> {
@@ -165,7 +177,11 @@ impl Emitter<'_> {
                 lost = format!("microphone: {:.1} s of this window's audio missing", w.gap_s);
                 Err(lost.as_str())
             }
-            None => Ok((w.channels, w.sample_rate)),
+            None => Ok(WindowAudio {
+                channels: w.channels,
+                rate: w.sample_rate,
+                first_frame: (w.padded_s == 0.0 && self.streaming).then_some(w.first_frame),
+            }),
             Some(why) => Err(why.as_str()),
         };
         let r = engine.classify(audio, Some((n, mean)), visual_ms)?;
@@ -224,8 +240,18 @@ pub fn run_loop(
     let mut buf = vec![0.0f32; ((opts.chunk_s * rate as f64).ceil() as usize).max(1) * ch];
     let absent = audio.absent().map(str::to_string);
     let source_note = audio.note().map(str::to_string);
-    let mut em =
-        Emitter { source, out, clip, max_windows: opts.max_windows, written: 0, failure: None, absent, source_note };
+    let streaming = opts.stream_features && absent.is_none();
+    let mut em = Emitter {
+        source,
+        out,
+        clip,
+        max_windows: opts.max_windows,
+        written: 0,
+        failure: None,
+        absent,
+        source_note,
+        streaming,
+    };
     let mut thinner = opts.visual_fps.filter(|&f| f < fps).map(FrameThinner::new);
 
     while !stop.load(Ordering::Relaxed) && !em.done() {
@@ -233,7 +259,13 @@ pub fn run_loop(
         let t_end = r.t + r.frames as f64 / rate as f64;
         let closes = windower.closes_within(r.frames, t_end);
         drain_frames(engine, &mut frames, t_end, closes, &mut pending, &mut ring, &mut frame_ms, thinner.as_mut())?;
-        windower.push(r.t, &buf[..r.frames * ch], |w| em.window(engine, w, &mut ring, &mut frame_ms));
+        windower.push_events(r.t, &buf[..r.frames * ch], |e| match e {
+            Event::Frames { first, samples, window_start } if streaming => {
+                engine.audio_frames(first, window_start, samples, ch, rate)
+            }
+            Event::Frames { .. } => {}
+            Event::Window(w) => em.window(engine, w, &mut ring, &mut frame_ms),
+        });
     }
     if !stop.load(Ordering::Relaxed) && !em.done() {
         drain_frames(

@@ -21,6 +21,9 @@
 pub struct AudioWindow<'a> {
     /// Seconds since the source started, of the first sample.
     pub start_s: f64,
+    /// The windower's index of the window's first frame (frames counted since the start,
+    /// gaps included), as in [`Event::Frames`].
+    pub first_frame: u64,
     pub index: u64,
     pub channels: &'a [Vec<f32>],
     pub sample_rate: u32,
@@ -29,6 +32,20 @@ pub struct AudioWindow<'a> {
     pub padded_s: f64,
     /// Seconds of the window with no audio (lost samples, filled with silence).
     pub gap_s: f64,
+}
+
+/// What a push hands on, in order: the frames as they enter the ring (so work on a window
+/// can start before it closes), and each window as it closes.
+pub enum Event<'a, 'w> {
+    /// Interleaved frames `first..` (silence for a gap) entering the ring, and the first
+    /// frame of the next window to close. After a window closes, the frames of the next one
+    /// that are already in the ring (overlapping windows) are handed on again.
+    Frames {
+        first: u64,
+        samples: &'a [f32],
+        window_start: u64,
+    },
+    Window(&'a AudioWindow<'w>),
 }
 
 /// A read whose stamp differs from where the audio before it ended by more than this is a
@@ -99,6 +116,15 @@ impl Windower {
     /// for every window that closes inside them, in order. Empty `samples` say there was no
     /// audio until `t` (a source whose device is away): the time before it becomes a gap.
     pub fn push(&mut self, t: f64, samples: &[f32], mut on_window: impl FnMut(&AudioWindow)) {
+        self.push_events(t, samples, |e| {
+            if let Event::Window(w) = e {
+                on_window(w)
+            }
+        })
+    }
+
+    /// [`Self::push`], handing on the frames as they arrive too ([`Event`]).
+    pub fn push_events(&mut self, t: f64, samples: &[f32], mut on_window: impl FnMut(Event)) {
         let ch = self.channels;
         debug_assert_eq!(samples.len() % ch, 0);
         let origin = *self.origin.get_or_insert(t);
@@ -126,7 +152,7 @@ impl Windower {
     }
 
     /// Add `frames` frames to the ring: from `samples`, or silence when `None`.
-    fn feed(&mut self, samples: Option<&[f32]>, frames: u64, on_window: &mut impl FnMut(&AudioWindow)) {
+    fn feed(&mut self, samples: Option<&[f32]>, frames: u64, on_window: &mut impl FnMut(Event)) {
         let ch = self.channels;
         let mut done = 0u64;
         while done < frames {
@@ -138,6 +164,8 @@ impl Windower {
                 Some(s) => dst.copy_from_slice(&s[done as usize * ch..(done as usize + n) * ch]),
                 None => dst.fill(0.0),
             }
+            let window_start = self.next_end - self.window as u64;
+            on_window(Event::Frames { first: self.total, samples: dst, window_start });
             self.head = (self.head + n) % self.window;
             self.total += n as u64;
             done += n as u64;
@@ -164,7 +192,7 @@ impl Windower {
     }
 
     /// Copy the ring (oldest frame at `head`) out de-interleaved and hand it over.
-    fn close(&mut self, on_window: &mut impl FnMut(&AudioWindow)) {
+    fn close(&mut self, on_window: &mut impl FnMut(Event)) {
         let ch = self.channels;
         let (old, new) = self.ring.split_at(self.head * ch);
         for (i, frame) in new.chunks_exact(ch).chain(old.chunks_exact(ch)).enumerate() {
@@ -175,15 +203,33 @@ impl Windower {
         let start = self.next_end - self.window as u64;
         let w = AudioWindow {
             start_s: self.origin.unwrap_or(0.0) + start as f64 / self.rate as f64,
+            first_frame: start,
             index: self.emitted,
             channels: &self.out,
             sample_rate: self.rate,
             padded_s: self.padded as f64 / self.rate as f64,
             gap_s: self.gap_frames(start, self.next_end) as f64 / self.rate as f64,
         };
-        on_window(&w);
+        on_window(Event::Window(&w));
         self.emitted += 1;
         self.next_end += self.hop as u64;
+        // The next window's frames already in the ring (oldest at `head`), handed on again.
+        let next_start = self.next_end - self.window as u64;
+        if self.padded == 0 && next_start < self.total {
+            let skip = (next_start - (self.total - self.window as u64)) as usize;
+            let at = (self.head + skip) % self.window;
+            let (end, wraps) = if at < self.head { (self.head, false) } else { (self.window, self.head > 0) };
+            let first = &self.ring[at * ch..end * ch];
+            on_window(Event::Frames { first: next_start, samples: first, window_start: next_start });
+            if wraps {
+                let rest = &self.ring[..self.head * ch];
+                on_window(Event::Frames {
+                    first: next_start + (end - at) as u64,
+                    samples: rest,
+                    window_start: next_start,
+                });
+            }
+        }
     }
 
     /// At the end of a stream that never filled a window: if it holds at least `min_s`
@@ -191,6 +237,11 @@ impl Windower {
     /// fill short clips), marked with the seconds repeated ([`AudioWindow::padded_s`]).
     /// In place: nothing is allocated.
     pub fn flush_partial(&mut self, min_s: f64, mut on_window: impl FnMut(&AudioWindow)) {
+        let mut on_window = |e: Event| {
+            if let Event::Window(w) = e {
+                on_window(w)
+            }
+        };
         let have = self.total as usize;
         if self.emitted > 0 || have == 0 || (have as f64) < min_s * self.rate as f64 {
             return;
@@ -309,6 +360,50 @@ mod tests {
             let want: Vec<f32> = (s..s + 10).map(|i| (i * 10) as f32).collect();
             assert_eq!(ch0, &want);
             assert_eq!(*ch1_first, (s * 10 + 1) as f32);
+        }
+    }
+
+    /// The frames handed on, taken from each window's start, are exactly that window's
+    /// frames, in order, before it closes: overlapping windows (replayed from the ring),
+    /// windows with gaps between them, and a gap of silence.
+    #[test]
+    fn frames_handed_on_rebuild_every_window() {
+        for (window_s, hop_s) in [(10.0, 4.0), (10.0, 10.0), (4.0, 7.0), (10.0, 3.0)] {
+            let mut w = Windower::new(2, 1, window_s, hop_s);
+            let all = ramp(40, 2, 0);
+            let mut building: Vec<f32> = Vec::new();
+            let mut start = u64::MAX;
+            let mut next = 0u64;
+            let mut checked = 0;
+            let mut on = |e: Event| match e {
+                Event::Frames { first, samples, window_start } => {
+                    if window_start != start {
+                        (start, next) = (window_start, window_start);
+                        building.clear();
+                    }
+                    let n = samples.len() as u64 / 2;
+                    if first + n <= start {
+                        return;
+                    }
+                    let skip = start.saturating_sub(first);
+                    assert_eq!(first + skip, next, "window {window_s} hop {hop_s}: contiguous");
+                    building.extend_from_slice(&samples[skip as usize * 2..]);
+                    next = first + n;
+                }
+                Event::Window(win) => {
+                    assert_eq!(win.first_frame, start);
+                    let interleaved: Vec<f32> =
+                        (0..win.channels[0].len()).flat_map(|i| [win.channels[0][i], win.channels[1][i]]).collect();
+                    assert_eq!(building, interleaved, "window {window_s} hop {hop_s} at {}", win.start_s);
+                    checked += 1;
+                }
+            };
+            for (k, chunk) in all[..30].chunks(6).enumerate() {
+                w.push_events(k as f64 * 3.0, chunk, &mut on);
+            }
+            // 5 s of silence (a gap), then the rest.
+            w.push_events(20.0, &all[30..], &mut on);
+            assert!(checked >= 3, "window {window_s} hop {hop_s}: {checked} windows");
         }
     }
 

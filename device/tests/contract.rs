@@ -13,5 +13,5 @@ fn contract_matches_avsc_shared() {
     let labels: Vec<String> = serde_json::from_value(v["labels"].clone()).unwrap();
     assert_eq!(labels, LABELS);
     let presets: Vec<FeaturePreset> = serde_json::from_value(v["presets"].clone()).unwrap();
-    assert_eq!(presets, vec![FeaturePreset::paper(), FeaturePreset::hop14()]);
+    assert_eq!(presets, vec![FeaturePreset::paper(), FeaturePreset::hop14(), FeaturePreset::stream()]);
 }

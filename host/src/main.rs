@@ -2,6 +2,7 @@ use anyhow::Result;
 use avsc_host::dataset::Split;
 use avsc_host::embed::EmbeddingSet;
 use avsc_host::fusion::{FusionKind, FusionSpec, Modalities};
+use avsc_host::nets::resinception::InputNorm;
 use avsc_host::nets::torchvision::{import_torchvision, Backbone};
 use avsc_host::nets::SizePreset;
 use avsc_host::pipeline;
@@ -55,6 +56,9 @@ enum Preset {
     Paper,
     /// the paper's text taken literally: 2560 window, 448 hop (14 ms), centred
     Hop14,
+    /// paper with a fixed dB floor (no window-relative top_db): spectrograms computable as
+    /// the window fills, for networks with fixed input normalisation
+    Stream,
 }
 
 /// Phase-I training options shared by train-audio and train-visual.
@@ -179,6 +183,11 @@ enum Cmd {
     TrainAudio {
         #[arg(long, value_enum)]
         feature: Kind,
+        /// Input normalisation: per-example (standardised over each window) or fixed
+        /// (training-set mean and std per channel and bin, stored in the model; use a cache
+        /// prepared with --preset stream so no feature depends on the whole window).
+        #[arg(long, default_value = "per-example")]
+        input_norm: InputNorm,
         #[command(flatten)]
         opts: TrainOpts,
     },
@@ -373,6 +382,12 @@ enum Cmd {
         visual_epochs: usize,
         #[arg(long, default_value_t = 30)]
         fusion_epochs: usize,
+        /// Seed of every training run (the dataset stays the same).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Audio input normalisation (see train-all).
+        #[arg(long, default_value = "per-example")]
+        audio_norm: InputNorm,
         #[command(flatten)]
         dev: DeviceArg,
     },
@@ -427,6 +442,7 @@ fn preset_by(p: Preset) -> Result<FeaturePreset> {
     FeaturePreset::by_name(match p {
         Preset::Paper => "paper",
         Preset::Hop14 => "hop14",
+        Preset::Stream => "stream",
     })
 }
 
@@ -457,9 +473,13 @@ fn run(cli: Cli) -> Result<()> {
                 std::process::exit(2);
             }
         }
-        Cmd::TrainAudio { feature, opts } => {
+        Cmd::TrainAudio { feature, input_norm, opts } => {
             let size: SizePreset = opts.size.parse()?;
-            let s = train::train_audio(&opts.cache, feature.into(), size, &opts.config(1e-3)?, &opts.out)?;
+            let mut cfg = opts.config(1e-3)?;
+            if opts.config.is_none() {
+                cfg.input_norm = input_norm;
+            }
+            let s = train::train_audio(&opts.cache, feature.into(), size, &cfg, &opts.out)?;
             report_training("train-audio", &s);
         }
         Cmd::TrainVisual { backbone, weights, frames_per_clip, eval_frames, opts } => {
@@ -557,8 +577,10 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("table1: {}", out.join("table1.md").display());
         }
         Cmd::TrainAll(args) => args.run()?,
-        Cmd::Demo { out, clips_per_class, audio_epochs, visual_epochs, fusion_epochs, dev } => {
+        Cmd::Demo { out, clips_per_class, audio_epochs, visual_epochs, fusion_epochs, seed, audio_norm, dev } => {
             let cfg = pipeline::DemoConfig {
+                seed,
+                audio_norm,
                 train_clips_per_class: clips_per_class,
                 eval_clips_per_class: clips_per_class.div_ceil(2),
                 audio_epochs,

@@ -7,7 +7,8 @@ use avsc_host::export::graph::Graph;
 use avsc_host::export::verify::{Array, Plan};
 use avsc_host::export::{fusion_graph, layers, Backbone};
 use avsc_host::fusion::{FusionKind, FusionSpec, Modalities};
-use avsc_host::nets::{ConvBnConfig, SizePreset};
+use avsc_host::nets::resinception::{InputNorm, ResInceptionConfig};
+use avsc_host::nets::{save_module, ConvBnConfig, SizePreset};
 use avsc_host::rng::SplitMix64;
 use avsc_shared::bundle::{Role, TensorSpec};
 use burn::module::{Module, ModuleMapper, Param};
@@ -32,7 +33,8 @@ impl ModuleMapper for Perturb {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let (lo, hi) = match self.field.last().map(String::as_str) {
             Some("running_mean" | "beta" | "b") => (-0.5, 0.5),
-            Some("running_var") => (0.3, 2.0),
+            Some("running_var" | "input_inv_std") => (0.3, 2.0),
+            Some("input_mean") => (-60.0, 0.0),
             Some("gamma" | "layer_scale" | "w" | "w_av") => (0.5, 1.5),
             _ => return param,
         };
@@ -165,6 +167,40 @@ fn backbone_parity(role: Role, size: SizePreset, shape: [usize; 4], seed: u64) {
     assert_eq!(got[0].shape, e.fc1024.dims());
     assert_close(&format!("{} fc1024", role.name()), &values(e.fc1024), &got[0]);
     assert_close(&format!("{} logits", role.name()), &values(e.logits), &got[1]);
+}
+
+/// The fixed input normalisation (training-set statistics per channel and bin) exports as
+/// Sub + Mul, and a record that holds the statistics loads back as a fixed-normalisation
+/// network while one without them loads as per-example standardisation.
+#[test]
+fn resinception_with_fixed_normalisation_matches_burn_and_round_trips() {
+    let device = Device::flex();
+    let cfg = ResInceptionConfig::tiny().with_input_norm(InputNorm::Fixed);
+    let net = perturb(cfg.init(&device), 27);
+    let stats = net.fixed_norm.as_ref().unwrap().input_mean.val();
+    assert!(values(stats).iter().any(|&v| v < -1.0), "the statistics were perturbed");
+    let dir = tempfile::tempdir().unwrap();
+    let (fixed, per_example) = (dir.path().join("fixed.bpk"), dir.path().join("per_example.bpk"));
+    save_module(net, &fixed).unwrap();
+    save_module(perturb(ResInceptionConfig::tiny().init(&device), 28), &per_example).unwrap();
+    let x = random(&[2, 6, 128, 37], 29);
+    for (path, want) in [(&fixed, InputNorm::Fixed), (&per_example, InputNorm::PerExample)] {
+        let net = Backbone::load_on(Role::AudMel, SizePreset::Tiny, path, &device).unwrap();
+        let Backbone::Audio(n) = &net else { panic!("an audio network") };
+        assert_eq!(n.input_norm(), want);
+        let bytes = net.graph(&net.input_spec(128, 224), None).unwrap().to_bytes();
+        let got = Plan::new(&bytes).unwrap().run(std::slice::from_ref(&x)).unwrap();
+        let e = net.forward(tensor(&x));
+        assert_close(&format!("{want:?} fc1024"), &values(e.fc1024), &got[0]);
+        assert_close(&format!("{want:?} logits"), &values(e.logits), &got[1]);
+    }
+    // A level change passes through the fixed normalisation (no per-example centring).
+    let Backbone::Audio(n) = Backbone::load_on(Role::AudMel, SizePreset::Tiny, &fixed, &device).unwrap() else {
+        unreachable!()
+    };
+    let shifted = Array::new(&x.shape, x.data.iter().map(|v| v + 10.0).collect());
+    let (a, b) = (values(n.forward(tensor(&x)).logits), values(n.forward(tensor(&shifted)).logits));
+    assert!(a.iter().zip(&b).any(|(p, q)| (p - q).abs() > 1e-3), "a 10-dB level change must reach the logits");
 }
 
 #[test]

@@ -82,8 +82,12 @@ pub struct CqtParams {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DbParams {
     pub reference: f64,
+    /// Powers below this are raised to it: the fixed floor, 10·log10(amin) dB.
     pub amin: f64,
-    pub top_db: f64,
+    /// librosa's `top_db`: values more than this below the channel's maximum over the window
+    /// are raised to that level. `None` (JSON null): only the fixed floor, so a frame's dB
+    /// values are final as soon as its samples are in (the `stream` preset).
+    pub top_db: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,7 +135,7 @@ pub struct FeaturePreset {
 }
 
 impl FeaturePreset {
-    pub const NAMES: [&'static str; 2] = ["paper", "hop14"];
+    pub const NAMES: [&'static str; 3] = ["paper", "hop14", "stream"];
 
     /// Golden "PB": reproduces the paper's 128x309 (2 ch) and 128x305x6 tensors for 10 s.
     pub fn paper() -> FeaturePreset {
@@ -154,7 +158,7 @@ impl FeaturePreset {
                 // >= 120 dB from Nyquist on. A wider passband makes the CQT match worse.
                 decimator: ResampleParams { passband: 0.913, stopband_db: 120.0 },
             },
-            db: DbParams { reference: 1.0, amin: 1e-10, top_db: 80.0 },
+            db: DbParams { reference: 1.0, amin: 1e-10, top_db: Some(80.0) },
             deltas: DeltaParams { width: 5, mode: DeltaMode::Valid },
             resample: Self::resampler(),
         }
@@ -173,6 +177,13 @@ impl FeaturePreset {
         }
     }
 
+    /// `paper` with the fixed dB floor only (no window-relative `top_db`): every value of a
+    /// frame depends on that frame's samples alone, so the device can compute the
+    /// spectrograms, and the networks' first layers, while the window fills.
+    pub fn stream() -> FeaturePreset {
+        FeaturePreset { name: "stream".into(), db: DbParams { top_db: None, ..Self::paper().db }, ..Self::paper() }
+    }
+
     fn resampler() -> ResampleParams {
         // Ingest (e.g. 48 kHz recordings): flat to 95 % of the 16-kHz Nyquist so a 15 kHz
         // tone keeps its level, >= 120 dB rejection of what would alias.
@@ -183,6 +194,7 @@ impl FeaturePreset {
         match name {
             "paper" => Ok(Self::paper()),
             "hop14" => Ok(Self::hop14()),
+            "stream" => Ok(Self::stream()),
             _ => anyhow::bail!("unknown feature preset {name:?} (expected one of {})", Self::NAMES.join(", ")),
         }
     }
@@ -248,6 +260,11 @@ mod tests {
         let back: Normalisation = serde_json::from_str(&serde_json::to_string(&n).unwrap()).unwrap();
         assert_eq!(n, back);
         assert!(FeaturePreset::by_name("hop15").is_err());
+        // A manifest written before `top_db` could be null still reads.
+        let old = serde_json::to_string(&FeaturePreset::paper()).unwrap().replace("80.0", "80");
+        assert_eq!(serde_json::from_str::<FeaturePreset>(&old).unwrap(), FeaturePreset::paper());
+        let stream = serde_json::to_string(&FeaturePreset::stream()).unwrap();
+        assert!(stream.contains(r#""top_db":null"#), "{stream}");
     }
 
     #[test]

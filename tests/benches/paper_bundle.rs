@@ -4,12 +4,16 @@ use avsc_e2e::{device_binary, field, lines, untrained_bundle_with};
 use avsc_host::nets::SizePreset;
 use avsc_shared::bundle::Precision;
 use avsc_shared::{reference_dir, FeaturePreset, FramePreset};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The issue's benchmark: the `paper` networks with random weights, f32 and int8 (calibrated
-/// on tau-mini), on tau-mini clips (MP4: audio + 20 frames per window). Prints per-stage
-/// milliseconds per window, the CPU time and the device's peak RSS per precision (minutes):
+/// on tau-mini), on three tau-mini clips (MP4: audio + 20 frames per window), this binary
+/// with the features computed as the samples arrive and with `--no-stream-features` (all
+/// after the window's last sample), and a binary built from earlier code when
+/// `AVSC_BENCH_BEFORE` names one; each variant twice, alternating. Prints per-stage
+/// milliseconds per window and, per run, the CPU time, wall time and peak RSS; then a table of
+/// medians (minutes):
 ///
 /// ```sh
 /// cargo build --release -p avsc-device && cargo bench -p avsc-e2e --bench paper_bundle
@@ -30,38 +34,137 @@ fn main() {
         progress: false,
     })
     .unwrap();
-    let bundle = untrained_bundle_with(&root, SizePreset::Paper, vec![Precision::F32, Precision::Int8], Some(cache));
+    let bundle = if root.join("bundle/manifest.json").exists() {
+        root.join("bundle")
+    } else {
+        untrained_bundle_with(&root, SizePreset::Paper, vec![Precision::F32, Precision::Int8], Some(cache))
+    };
     eprintln!("bench: prepare + export {:.1} s", t.elapsed().as_secs_f64());
     let media = reference_dir().join("media/tau-mini/video");
     let mut clips: Vec<PathBuf> = std::fs::read_dir(media).unwrap().map(|e| e.unwrap().path()).collect();
     clips.sort();
     clips.truncate(3);
-    for (precision, visual_fps) in [("f32", "2"), ("int8", "2"), ("int8", "1")] {
-        // /usr/bin/time for the CPU time of the whole process (plan building included).
-        let t = std::time::Instant::now();
-        let o = Command::new("/usr/bin/time")
-            .args(["-f", "cpu_s %U %S"])
-            .arg(device_binary())
-            .args(["classify", "--precision", precision, "--visual-fps", visual_fps, "--bundle"])
-            .arg(&bundle)
-            .args(&clips)
-            .output()
-            .unwrap();
-        let wall = t.elapsed().as_secs_f64();
-        let out = lines(&o);
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        let stages = ["resample", "features", "audio_nets", "visual_nets", "fusion", "end_of_window"];
-        for line in &out {
-            let ms: Vec<String> = stages.iter().map(|s| format!("{s} {}", field(line, s))).collect();
-            eprintln!("bench {precision} {visual_fps} fps: window: {}", ms.join(", "));
-        }
-        let built = stderr.lines().find(|l| l.contains("plans built")).unwrap_or("");
-        eprintln!("bench {precision} {visual_fps} fps: {built}");
-        let peak = stderr.lines().rev().find(|l| l.contains("peak_rss_kib")).unwrap_or("");
-        let cpu = stderr.lines().rev().find(|l| l.starts_with("cpu_s")).unwrap_or("");
-        eprintln!(
-            "bench {precision} {visual_fps} fps: {} windows, wall {wall:.1} s (with plan building); {cpu}; {peak}",
-            out.len()
-        );
+    let mut variants: Vec<(&str, PathBuf, &[&str])> =
+        vec![("streamed", device_binary(), &[]), ("whole-window", device_binary(), &["--no-stream-features"])];
+    if let Some(before) = std::env::var_os("AVSC_BENCH_BEFORE") {
+        variants.push(("before", PathBuf::from(before), &[]));
     }
+    let mut table = Vec::new();
+    for (precision, visual_fps) in [("f32", "2"), ("int8", "2"), ("int8", "1")] {
+        let mut runs: Vec<Vec<Run>> = variants.iter().map(|_| Vec::new()).collect();
+        for _round in 0..2 {
+            for ((name, bin, extra), runs) in variants.iter().zip(&mut runs) {
+                let r = run(bin, extra, precision, visual_fps, &bundle, &clips);
+                eprintln!(
+                    "bench {precision} {visual_fps} fps {name}: {} windows, end_of_window {:?} ms, wall {:.1} s, cpu {:.1} s, peak {} KiB",
+                    r.end_of_window.len(),
+                    r.end_of_window,
+                    r.wall,
+                    r.cpu,
+                    r.peak_kib
+                );
+                runs.push(r);
+            }
+        }
+        for ((name, _, _), runs) in variants.iter().zip(&runs) {
+            let all = |f: fn(&Run) -> &Vec<f64>| -> Vec<f64> { runs.iter().flat_map(|r| f(r).clone()).collect() };
+            let windows: usize = runs.iter().map(|r| r.end_of_window.len()).sum();
+            // Seconds of audio per second of processing, from the plans built to the end.
+            let speed = 10.0 * windows as f64 / runs.iter().map(|r| r.classifying).sum::<f64>();
+            table.push(format!(
+                "| {precision} | {visual_fps} | {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {speed:.1}x | {} |",
+                median(all(|r| &r.end_of_window)),
+                median(all(|r| &r.resample)),
+                median(all(|r| &r.features)),
+                median(all(|r| &r.fill)),
+                median(all(|r| &r.audio_nets)),
+                runs.iter().map(|r| r.peak_kib / 1024).max().unwrap_or(0),
+            ));
+        }
+    }
+    println!(
+        "| bundle | visual fps | variant | end of window ms (median) | resample | features | fill | audio nets | real time | peak RSS MB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for row in table {
+        println!("{row}");
+    }
+}
+
+struct Run {
+    end_of_window: Vec<f64>,
+    resample: Vec<f64>,
+    features: Vec<f64>,
+    fill: Vec<f64>,
+    audio_nets: Vec<f64>,
+    wall: f64,
+    /// From "plans built" to "done" in the log, seconds.
+    classifying: f64,
+    cpu: f64,
+    peak_kib: u64,
+}
+
+/// Seconds of the day of a log line's timestamp (`2026-12-06T23:04:36.375289Z ...`).
+fn stamp(line: &str) -> Option<f64> {
+    let t = line.get(11..26)?;
+    let mut parts = t.split(':');
+    let (h, m, s) =
+        (parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?);
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+fn run(bin: &Path, extra: &[&str], precision: &str, visual_fps: &str, bundle: &Path, clips: &[PathBuf]) -> Run {
+    // /usr/bin/time for the CPU time of the whole process (plan building included).
+    let t = std::time::Instant::now();
+    let o = Command::new("/usr/bin/time")
+        .args(["-f", "cpu_s %U %S"])
+        .arg(bin)
+        .args(["classify", "--precision", precision, "--visual-fps", visual_fps])
+        .args(extra)
+        .arg("--bundle")
+        .arg(bundle)
+        .args(clips)
+        .output()
+        .unwrap();
+    let wall = t.elapsed().as_secs_f64();
+    let out = lines(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let ms = |k: &str| -> Vec<f64> {
+        out.iter().map(|l| if l.contains(&format!("\"{k}\":")) { field(l, k).parse().unwrap() } else { 0.0 }).collect()
+    };
+    let cpu = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("cpu_s "))
+        .map_or(0.0, |s| s.split(' ').map(|v| v.parse::<f64>().unwrap_or(0.0)).sum());
+    let peak_kib = stderr
+        .rsplit("peak_rss_kib=")
+        .next()
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .unwrap_or(0);
+    let built = stderr.lines().find(|l| l.contains("plans built")).and_then(stamp);
+    let done = stderr.lines().rev().find(|l| l.contains("peak_rss_kib")).and_then(stamp);
+    let classifying = match (built, done) {
+        (Some(a), Some(b)) if b >= a => b - a,
+        _ => wall,
+    };
+    Run {
+        classifying,
+        end_of_window: ms("end_of_window"),
+        resample: ms("resample"),
+        features: ms("features"),
+        fill: ms("fill"),
+        audio_nets: ms("audio_nets"),
+        wall,
+        cpu,
+        peak_kib,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }

@@ -25,7 +25,7 @@ pub use bundle::{export_bundle, parse_precision, presets, ExportArgs, ExportRepo
 use crate::fusion::{FusionHead, FusionSpec};
 use crate::nets::convnext_tiny::{ConvNextTiny, ConvNextTinyConfig};
 use crate::nets::inception_v3::{InceptionV3, InceptionV3Config};
-use crate::nets::resinception::{ResInception, ResInceptionConfig};
+use crate::nets::resinception::{InputNorm, ResInception, ResInceptionConfig};
 use crate::nets::{load_module, Embeddings, Head, SizePreset};
 use anyhow::{bail, Result};
 use avsc_shared::bundle::{Dim, Role, TensorSpec};
@@ -81,9 +81,17 @@ impl Backbone {
 
     /// The trained network of `role` from its burn record, on `device` (a plain, not
     /// autodiff, device: BatchNorm uses its running statistics, dropout is off).
+    /// An audio network's record says how it normalises its input: it holds the fixed
+    /// statistics ([`InputNorm::Fixed`]) or not (per-example standardisation).
     pub fn load_on(role: Role, size: SizePreset, model: &Path, device: &Device) -> Result<Backbone> {
         Ok(match Self::init(role, size, device)? {
-            Backbone::Audio(n) => Backbone::Audio(load_module(n, model)?),
+            Backbone::Audio(n) => {
+                let fixed = ResInceptionConfig::preset(size).with_input_norm(InputNorm::Fixed).init(device);
+                match load_module(fixed, model) {
+                    Ok(n) => Backbone::Audio(n),
+                    Err(_) => Backbone::Audio(load_module(n, model)?),
+                }
+            }
             Backbone::Inception(n) => Backbone::Inception(load_module(n, model)?),
             Backbone::ConvNext(n) => Backbone::ConvNext(load_module(n, model)?),
         })

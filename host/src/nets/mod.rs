@@ -278,7 +278,7 @@ pub fn box_avg3x3(x: Tensor<4>) -> Tensor<4> {
 }
 
 /// Calls `f(element_count, read_values)` for every trainable float parameter (BatchNorm
-/// running statistics are buffers and skipped); `read_values` copies the tensor out only
+/// running statistics and fixed input statistics are buffers and skipped); `read_values` copies the tensor out only
 /// when called.
 pub fn visit_trainable<M: Module>(module: &M, f: impl FnMut(usize, &dyn Fn() -> Vec<f32>)) {
     struct Visitor<F> {
@@ -293,7 +293,8 @@ pub fn visit_trainable<M: Module>(module: &M, f: impl FnMut(usize, &dyn Fn() -> 
             self.field.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if matches!(self.field.last().map(String::as_str), Some("running_mean" | "running_var")) {
+            let constant = ["running_mean", "running_var", "input_mean", "input_inv_std"];
+            if self.field.last().is_some_and(|f| constant.contains(&f.as_str())) {
                 return;
             }
             let read = || param.val().without_autodiff().into_data().try_to_vec().unwrap_or_default();

@@ -8,7 +8,7 @@
 //!
 //! | module          | layers                                                  | out (paper) | size (F x T) |
 //! |-----------------|---------------------------------------------------------|-------------|--------------|
-//! | (input)         | standardise each channel of each example over F x T     | 6           | 128 x 305    |
+//! | (input)         | standardise per example (default) or fixed per channel and bin | 6    | 128 x 305    |
 //! | `stem`          | conv 3x3 pad 1 → BN → ReLU                              | 32          | 128 x 305    |
 //! |                 | max pool 2x2                                            | 32          | 64 x 152     |
 //! | `stages.0`      | 2 x residual-inception block                            | 128         | 64 x 152     |
@@ -39,14 +39,18 @@ use super::{global_avg_pool, ConvBn, ConvBnConfig, Embeddings, Head, HeadConfig,
 use crate::onnx::graph::{Graph, Value};
 use crate::onnx::layers;
 use anyhow::Result;
+use burn::module::Param;
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, PaddingConfig2d};
 use burn::prelude::*;
+use burn::tensor::Distribution;
 
 /// Keras' BatchNormalization epsilon (the authors' framework).
 const BN_EPS: f64 = 1e-3;
 /// Epsilon of the input standardisation (added to the variance, in dB²).
 pub const INPUT_NORM_EPS: f64 = 1e-5;
+/// Training with fixed input normalisation: random level changes up to this many dB.
+pub const LEVEL_AUGMENT_DB: f64 = 10.0;
 
 /// Per example and channel, `(x − mean) / sqrt(var + ε)` over frequency and time (ONNX
 /// InstanceNormalization with unit scale and zero shift). It removes the recording level — a
@@ -62,6 +66,89 @@ pub fn standardise(x: Tensor<4>) -> Tensor<4> {
     (centred / var.add_scalar(INPUT_NORM_EPS).sqrt()).reshape([n, c, h, w])
 }
 
+/// How the network normalises its input spectrogram.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputNorm {
+    /// [`standardise`]: each channel of each example over its whole window (no statistics,
+    /// but nothing can be computed before the window's last frame).
+    #[default]
+    PerExample,
+    /// [`FixedNorm`]: `(x − mean) / std` per channel and frequency bin, with statistics of the
+    /// training set stored in the model: every output frame depends only on nearby input
+    /// frames, so the device can run the network as the window fills.
+    Fixed,
+}
+
+impl InputNorm {
+    pub fn name(self) -> &'static str {
+        match self {
+            InputNorm::PerExample => "per-example",
+            InputNorm::Fixed => "fixed",
+        }
+    }
+}
+
+impl std::str::FromStr for InputNorm {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "per-example" | "per_example" => Ok(InputNorm::PerExample),
+            "fixed" => Ok(InputNorm::Fixed),
+            _ => anyhow::bail!("unknown input normalisation {s:?} (expected per-example or fixed)"),
+        }
+    }
+}
+
+/// Input normalisation fixed at training time: `(x − mean[c, f]) · inv_std[c, f]`, both
+/// `[channels, bins, 1]`, computed on the training set ([`FixedNorm::from_stats`]) and never
+/// trained (the forward pass detaches them; they are not counted as trainable parameters).
+#[derive(Module, Debug)]
+pub struct FixedNorm {
+    pub input_mean: Param<Tensor<3>>,
+    pub input_inv_std: Param<Tensor<3>>,
+}
+
+impl FixedNorm {
+    /// Placeholder statistics (mean 0, scale 1) of the right shape; training replaces them,
+    /// loading a model overwrites them.
+    pub fn identity(channels: usize, bins: usize, device: &Device) -> FixedNorm {
+        Self::from_stats(&vec![0.0; channels * bins], &vec![1.0; channels * bins], [channels, bins], device)
+    }
+
+    /// `mean` and `std`, channel-major (`[c * bins + f]`); `1 / sqrt(std² + ε)` is stored.
+    pub fn from_stats(mean: &[f32], std: &[f32], [c, f]: [usize; 2], device: &Device) -> FixedNorm {
+        let inv: Vec<f32> = std.iter().map(|s| 1.0 / (s * s + INPUT_NORM_EPS as f32).sqrt()).collect();
+        let t = |v: &[f32]| Tensor::<3>::from_data(TensorData::new(v.to_vec(), [c, f, 1]), device);
+        FixedNorm {
+            input_mean: Param::from_tensor(t(mean)).set_require_grad(false),
+            input_inv_std: Param::from_tensor(t(&inv)).set_require_grad(false),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mean = self.input_mean.val().detach().unsqueeze::<4>();
+        let inv = self.input_inv_std.val().detach().unsqueeze::<4>();
+        (x - mean) * inv
+    }
+
+    /// ONNX of [`Self::forward`]: Sub and Mul by `[1, C, F, 1]` initializers.
+    pub fn emit(&self, g: &mut Graph, name: &str, x: &str) -> Value {
+        let values = |p: &Param<Tensor<3>>| -> (Vec<usize>, Vec<f32>) {
+            let t = p.val();
+            let mut dims = vec![1];
+            dims.extend(t.dims());
+            (dims, t.into_data().try_to_vec().expect("f32 statistics"))
+        };
+        let (dims, mean) = values(&self.input_mean);
+        let (_, inv) = values(&self.input_inv_std);
+        let m = g.init_f32(&format!("{name}.mean"), &dims, &mean);
+        let s = g.init_f32(&format!("{name}.inv_std"), &dims, &inv);
+        let d = g.node("Sub", &format!("{name}.centred"), &[x, &m], vec![]);
+        g.node("Mul", name, &[&d, &s], vec![])
+    }
+}
+
 /// Widths, depths and regularisation of a [`ResInception`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResInceptionConfig {
@@ -75,6 +162,9 @@ pub struct ResInceptionConfig {
     /// Dropout after each pooling of the backbone.
     pub stage_dropout: f64,
     pub head_dropout: f64,
+    pub input_norm: InputNorm,
+    /// Frequency bins of the input (the fixed normalisation's statistics are per bin).
+    pub input_bins: usize,
 }
 
 impl ResInceptionConfig {
@@ -87,6 +177,8 @@ impl ResInceptionConfig {
             depths: [2, 2, 3, 3],
             stage_dropout: 0.1,
             head_dropout: 0.3,
+            input_norm: InputNorm::PerExample,
+            input_bins: 128,
         }
     }
 
@@ -107,6 +199,10 @@ impl ResInceptionConfig {
         self.widths[3]
     }
 
+    pub fn with_input_norm(self, input_norm: InputNorm) -> Self {
+        Self { input_norm, ..self }
+    }
+
     pub fn init(&self, device: &Device) -> ResInception {
         let mut c_in = self.stem_channels;
         let mut stages = Vec::new();
@@ -121,6 +217,8 @@ impl ResInceptionConfig {
             stages.push(blocks);
         }
         ResInception {
+            fixed_norm: (self.input_norm == InputNorm::Fixed)
+                .then(|| FixedNorm::identity(self.in_channels, self.input_bins, device)),
             stem: ConvBnConfig::new(self.in_channels, self.stem_channels, 3, BN_EPS).same().init(device),
             pool: MaxPool2dConfig::new([2, 2]).init(),
             stages,
@@ -133,6 +231,8 @@ impl ResInceptionConfig {
 /// Residual-inception backbone + Dense block (Figure 2).
 #[derive(Module, Debug)]
 pub struct ResInception {
+    /// `Some`: [`InputNorm::Fixed`]; `None`: [`standardise`] per example.
+    pub fixed_norm: Option<FixedNorm>,
     pub stem: ConvBn,
     /// The 2x2 max pooling after the stem and after stages 0-2.
     pub pool: MaxPool2d,
@@ -144,8 +244,19 @@ pub struct ResInception {
 
 impl ResInception {
     /// Globally pooled backbone features, `[batch, 1024]` (paper preset).
+    pub fn input_norm(&self) -> InputNorm {
+        if self.fixed_norm.is_some() {
+            InputNorm::Fixed
+        } else {
+            InputNorm::PerExample
+        }
+    }
+
     pub fn forward_pooled(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = standardise(x);
+        let x = match &self.fixed_norm {
+            Some(n) => n.forward(self.level_augment(x)),
+            None => standardise(x),
+        };
         // On the CPU the stem's convolution of the (untracked) input is a matrix product of its
         // patches (see `matmul`).
         let stem = if super::matmul::on_flex(&x) && !x.is_require_grad() {
@@ -166,6 +277,23 @@ impl ResInception {
         self.dropout.forward(global_avg_pool(x))
     }
 
+    /// In training with fixed normalisation: each example's recording level moved by a
+    /// random gain, uniform in ±[`LEVEL_AUGMENT_DB`] (an offset of its dB statics; the deltas
+    /// do not change), so the network learns what per-example standardisation gave for free.
+    fn level_augment(&self, x: Tensor<4>) -> Tensor<4> {
+        if !self.dropout.training.is_enabled() || !x.device().is_autodiff() {
+            return x;
+        }
+        let [n, c, _, _] = x.dims();
+        let device = x.device();
+        let gain =
+            Tensor::<4>::random([n, 1, 1, 1], Distribution::Uniform(-LEVEL_AUGMENT_DB, LEVEL_AUGMENT_DB), &device);
+        // Channels 0 and 1 are the two statics ([S_L, S_R, Δ_L, Δ_R, ΔΔ_L, ΔΔ_R]).
+        let statics: Vec<f32> = (0..c).map(|i| if i < 2 { 1.0 } else { 0.0 }).collect();
+        let mask = Tensor::<4>::from_data(TensorData::new(statics, [1, c, 1, 1]), &device);
+        x + gain * mask
+    }
+
     /// `[batch, 6, 128, 305]` spectrograms → FC(1024) activations and FC(10) logits.
     pub fn forward(&self, x: Tensor<4>) -> Embeddings {
         self.head.forward(self.forward_pooled(x))
@@ -173,7 +301,10 @@ impl ResInception {
 
     /// ONNX of [`Self::forward`]: `x` `[N, 6, 128, T]` → (fc1024, logits).
     pub fn emit(&self, g: &mut Graph, x: &str) -> Result<(Value, Value)> {
-        let x = layers::standardise(g, "input_norm", x, INPUT_NORM_EPS as f32);
+        let x = match &self.fixed_norm {
+            Some(n) => n.emit(g, "input_norm", x),
+            None => layers::standardise(g, "input_norm", x, INPUT_NORM_EPS as f32),
+        };
         let x = self.stem.emit(g, "stem", &x)?;
         let mut x = layers::max_pool2d(g, "pool", &x, &self.pool)?;
         let last = self.stages.len() - 1;

@@ -25,6 +25,7 @@ use crate::compute::ComputeDevice;
 use crate::dataset::{Dataset, Split};
 use crate::embed::{self, EmbedArgs, EmbeddingSet};
 use crate::fusion::{FusionKind, Modalities};
+use crate::nets::resinception::InputNorm;
 use crate::nets::SizePreset;
 use crate::prepare::{self, PrepareArgs};
 use crate::train::{self, TrainConfig, VisualBackbone};
@@ -73,6 +74,16 @@ fn as_string<S: serde::Serializer>(v: &SizePreset, s: S) -> Result<S::Ok, S::Err
 }
 
 impl ChainConfig {
+    /// The spectrograms the audio networks are trained on: `paper`, or with
+    /// [`InputNorm::Fixed`] audio networks `stream` (the same without the window-relative
+    /// dB floor), so that nothing of the audio path depends on the whole window.
+    pub fn feature_preset(&self) -> FeaturePreset {
+        match self.audio.input_norm {
+            InputNorm::PerExample => FeaturePreset::paper(),
+            InputNorm::Fixed => FeaturePreset::stream(),
+        }
+    }
+
     /// The paper's recipe at the published widths: Adam at 1e-3 (1e-4 when fine-tuning from
     /// ImageNet weights), batch 32, mixup 0.4, L2 1e-4, 30 epochs; visual networks on every
     /// frame; Phase II 30 epochs.
@@ -191,7 +202,7 @@ pub fn train_all(cfg: &ChainConfig) -> Result<Report> {
             format!("{}\t{:?}\t{}\t{:?}\t{}\n", it.id, it.label, it.location, it.folds, digests[&it.id]).as_bytes(),
         );
     }
-    let (features, frames) = (FeaturePreset::paper(), FramePreset::default());
+    let (features, frames) = (cfg.feature_preset(), FramePreset::default());
     let inputs = json!({
         "clips": hex(&h.finalize()),
         "n_clips": listing.items.len(),
@@ -374,7 +385,7 @@ pub fn train_all(cfg: &ChainConfig) -> Result<Report> {
 
     // The bundle: f32 and int8, calibrated on training clips.
     let bundle = out.join("bundle");
-    let (features_b, frames_b) = crate::export::presets(Some(&cache), FeaturePreset::paper())?;
+    let (features_b, frames_b) = crate::export::presets(Some(&cache), cfg.feature_preset())?;
     let stage = Stage {
         name: "export".into(),
         inputs: json!({

@@ -2,6 +2,7 @@
 
 use super::{train_all, ChainConfig};
 use crate::compute::ComputeDevice;
+use crate::nets::resinception::InputNorm;
 use crate::train::TrainConfig;
 use anyhow::Result;
 use std::path::PathBuf;
@@ -47,6 +48,11 @@ pub struct TrainAllCli {
     /// feature.
     #[arg(long, default_value = "cpu")]
     pub device: ComputeDevice,
+    /// Audio input normalisation: per-example (standardised over each window, on the paper
+    /// preset's spectrograms) or fixed (training-set statistics per channel and bin, on the
+    /// stream preset: no window-relative dB floor; the device can then work as the window fills).
+    #[arg(long, default_value = "per-example")]
+    pub audio_norm: InputNorm,
 }
 
 impl TrainAllCli {
@@ -56,6 +62,7 @@ impl TrainAllCli {
             epochs: self.audio_epochs,
             batch_size: self.batch_size,
             seed: self.seed,
+            input_norm: self.audio_norm,
             ..base.audio.clone()
         };
         // A network fine-tuned from ImageNet weights takes `finetune_lr` (1e-4) instead.

@@ -14,6 +14,7 @@ use crate::compute::ComputeDevice;
 use crate::embed::EmbeddingSet;
 use crate::evaluate::{self, Evaluated, Scores};
 use crate::fusion::{self, FusionKind, FusionSpec, Modalities};
+use crate::nets::resinception::InputNorm;
 use crate::nets::SizePreset;
 use crate::synth::{self, SynthConfig};
 use crate::train::{TrainConfig, TrainSummary};
@@ -129,6 +130,7 @@ pub struct DemoConfig {
     pub jobs: usize,
     /// Where the networks train and embed.
     pub device: ComputeDevice,
+    pub audio_norm: InputNorm,
 }
 
 impl DemoConfig {
@@ -144,6 +146,7 @@ impl DemoConfig {
             seed: 0,
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             device: ComputeDevice::Cpu,
+            audio_norm: InputNorm::default(),
         }
     }
 
@@ -163,6 +166,7 @@ impl DemoConfig {
             seed: self.seed,
             split: chain::TRAIN_SPLIT.into(),
             resume: true,
+            input_norm: self.audio_norm,
             ..TrainConfig::default()
         };
         let visual = TrainConfig {

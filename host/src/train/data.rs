@@ -153,6 +153,34 @@ impl AudioData {
         Ok(AudioData { deltas, shape, train: strip(train), val: strip(val) })
     }
 
+    /// Mean and standard deviation of every (input channel, frequency bin) over the training
+    /// clips and their frames, channel-major: the fixed input normalisation's statistics.
+    pub fn channel_bin_stats(&self) -> (Vec<f32>, Vec<f32>) {
+        let [c, f, t] = self.input_shape();
+        let rows = c * f;
+        let sums = self
+            .train
+            .par_iter()
+            .fold(
+                || vec![(0.0f64, 0.0f64); rows],
+                |mut acc, (spec, _)| {
+                    for (a, row) in acc.iter_mut().zip(self.stack(spec).chunks_exact(t)) {
+                        a.0 += row.iter().map(|&v| v as f64).sum::<f64>();
+                        a.1 += row.iter().map(|&v| v as f64 * v as f64).sum::<f64>();
+                    }
+                    acc
+                },
+            )
+            .reduce(|| vec![(0.0, 0.0); rows], |a, b| a.iter().zip(&b).map(|(x, y)| (x.0 + y.0, x.1 + y.1)).collect());
+        let n = (self.train.len() * t).max(1) as f64;
+        sums.iter()
+            .map(|(s, q)| {
+                let mean = s / n;
+                (mean as f32, (q / n - mean * mean).max(0.0).sqrt() as f32)
+            })
+            .unzip()
+    }
+
     fn stack(&self, spec: &[f16]) -> Vec<f32> {
         let a = Array3::from_vec(self.shape, spec.iter().map(|v| v.to_f32()).collect());
         stack6(&a, &self.deltas).data

@@ -39,7 +39,7 @@ mod tests;
 use crate::cache::Cache;
 use crate::nets::convnext_tiny::{ConvNextTiny, ConvNextTinyConfig};
 use crate::nets::inception_v3::{InceptionV3, InceptionV3Config};
-use crate::nets::resinception::{ResInception, ResInceptionConfig};
+use crate::nets::resinception::{FixedNorm, InputNorm, ResInception, ResInceptionConfig};
 use crate::nets::torchvision::{import_torchvision, VisualNet};
 use crate::nets::{load_module, Embeddings, Head, SizePreset};
 use crate::rng::SplitMix64;
@@ -47,6 +47,7 @@ use anyhow::{bail, Result};
 use avsc_shared::FeatureKind;
 use burn::module::Module;
 use burn::prelude::*;
+use data::Data;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -104,6 +105,10 @@ pub struct TrainConfig {
     /// Where the training runs. A resume may change it.
     #[serde(default)]
     pub device: ComputeDevice,
+    /// Audio networks: how the input spectrogram is normalised (fixed statistics are
+    /// computed on the training clips before the first epoch).
+    #[serde(default)]
+    pub input_norm: InputNorm,
 }
 
 impl Default for TrainConfig {
@@ -123,6 +128,7 @@ impl Default for TrainConfig {
             resume: false,
             stop_after: None,
             device: ComputeDevice::Cpu,
+            input_norm: InputNorm::default(),
         }
     }
 }
@@ -183,7 +189,7 @@ pub fn train_audio(
     cfg: &TrainConfig,
     out: &Path,
 ) -> Result<TrainSummary> {
-    train_audio_with(cache, kind, &ResInceptionConfig::preset(size), cfg, out)
+    train_audio_with(cache, kind, &ResInceptionConfig::preset(size).with_input_norm(cfg.input_norm), cfg, out)
 }
 
 /// [`train_audio`] with an explicit network configuration.
@@ -199,7 +205,15 @@ pub fn train_audio_with(
     data::SplitRecord::new(&cache, &cfg.split, cfg.val_fraction, cfg.seed, &train, &val).write(out)?;
     eprintln!("audio {kind}: {} training clips, {} validation clips", train.len(), val.len());
     let data = data::AudioData::load(&cache, kind, &train, &val)?;
-    let model = math::redraw(net.init(&Device::flex()), init_seed(cfg));
+    let [c, f, _] = data.input_shape();
+    let net = &ResInceptionConfig { input_bins: f, ..net.clone() };
+    let device = Device::flex();
+    let mut model = math::redraw(net.init(&device), init_seed(cfg));
+    if model.fixed_norm.is_some() {
+        // After the redraw (it would redraw the statistics too).
+        let (mean, std) = data.channel_bin_stats();
+        model.fixed_norm = Some(FixedNorm::from_stats(&mean, &std, [c, f], &device));
+    }
     let meta = serde_json::json!({ "task": "audio", "kind": kind.name(), "net": format!("{net:?}") });
     engine::run(model, &data, cfg, out, meta)
 }

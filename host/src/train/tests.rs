@@ -85,6 +85,49 @@ fn tiny_audio_net_learns_the_easy_data() {
     assert!(s.checkpoint.exists() && s.best_model.exists());
 }
 
+/// Fixed input normalisation: the statistics are the training clips' per channel and bin,
+/// stored in the checkpoint, left alone by Adam and the L2 term, and not counted as
+/// trainable parameters.
+#[test]
+fn fixed_input_normalisation_is_computed_on_the_training_clips_and_never_trained() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    synthetic_cache(&cache, 3, 2, 2, 0);
+    let net = ResInceptionConfig { input_bins: BINS, ..no_dropout().with_input_norm(InputNorm::Fixed) };
+    let cfg = TrainConfig { val_fraction: 0.5, ..tiny_cfg(2) };
+    let s = train_audio_with(&cache, FeatureKind::Mel, &net, &cfg, &dir.path().join("out")).unwrap();
+    assert!(s.history.iter().all(|m| m.train_loss.is_finite()));
+
+    let c = Cache::open(&cache).unwrap();
+    let (train, val) = data::split_items(&c, &cfg.split, cfg.val_fraction, cfg.seed).unwrap();
+    let d = data::AudioData::load(&c, FeatureKind::Mel, &train, &val).unwrap();
+    let (mean, std) = d.channel_bin_stats();
+    // By hand for one row: channel 1 (S_R), bin 3, over every training clip and frame.
+    let [_, f, t] = d.input_shape();
+    let row: Vec<f64> = (0..train.len())
+        .flat_map(|i| d.train_input((i, 0)).unwrap()[(f + 3) * t..(f + 4) * t].to_vec())
+        .map(|v| v as f64)
+        .collect();
+    let m = row.iter().sum::<f64>() / row.len() as f64;
+    let sd = (row.iter().map(|v| (v - m).powi(2)).sum::<f64>() / row.len() as f64).sqrt();
+    assert!((mean[f + 3] as f64 - m).abs() < 1e-3 && (std[f + 3] as f64 - sd).abs() < 1e-3);
+    assert!(std.iter().any(|&s| s > 0.1), "the data has spread");
+
+    for model in [&s.best_model, &s.checkpoint] {
+        let loaded = load_module(net.init(&Device::flex()), model).unwrap();
+        let n = loaded.fixed_norm.as_ref().unwrap();
+        let got_mean: Vec<f32> = n.input_mean.val().into_data().try_to_vec().unwrap();
+        let got_inv: Vec<f32> = n.input_inv_std.val().into_data().try_to_vec().unwrap();
+        assert_eq!(got_mean, mean, "{}", model.display());
+        for (g, s) in got_inv.iter().zip(&std) {
+            assert!((g - 1.0 / (s * s + 1e-5).sqrt()).abs() <= 1e-6 * g.abs().max(1.0));
+        }
+        let per_example = no_dropout().init(&Device::flex());
+        assert_eq!(crate::nets::trainable_params(&loaded), crate::nets::trainable_params(&per_example));
+    }
+}
+
 #[test]
 fn resume_reproduces_an_uninterrupted_run() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

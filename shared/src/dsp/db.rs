@@ -20,8 +20,8 @@ pub fn power_to_db(power: &mut [f32], p: &DbParams) {
             *v = 10.0 * v.max(amin).log10() - offset;
         }
     }
-    if p.top_db.is_finite() && p.top_db >= 0.0 {
-        let floor = max(power) - p.top_db as f32;
+    if let Some(top_db) = p.top_db.filter(|t| t.is_finite() && *t >= 0.0) {
+        let floor = max(power) - top_db as f32;
         for v in power.iter_mut() {
             *v = v.max(floor);
         }
@@ -72,7 +72,7 @@ mod tests {
     use super::*;
 
     fn params() -> DbParams {
-        DbParams { reference: 1.0, amin: 1e-10, top_db: 80.0 }
+        DbParams { reference: 1.0, amin: 1e-10, top_db: Some(80.0) }
     }
 
     #[test]
@@ -106,6 +106,16 @@ mod tests {
         }
         eprintln!("db10 worst error {worst:.2e} dB");
         assert!(worst < 1e-5, "worst error {worst} dB");
+    }
+
+    #[test]
+    fn without_top_db_only_the_fixed_floor_applies() {
+        let mut v = vec![1e6, 1.0, 1e-12];
+        power_to_db(&mut v, &DbParams { top_db: None, ..params() });
+        let want = [60.0, 0.0, -100.0];
+        for (a, b) in v.iter().zip(want) {
+            assert!((a - b).abs() < 1e-4, "{v:?}");
+        }
     }
 
     #[test]

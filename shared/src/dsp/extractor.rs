@@ -14,11 +14,11 @@ use crate::preset::{FeatureKind, FeaturePreset};
 
 pub struct FeatureExtractor {
     preset: FeaturePreset,
-    stft: Stft,
+    pub(super) stft: Stft,
     /// The gammatone's own STFT when its FFT size or framing differs from the MEL one.
-    gam_stft: Option<Stft>,
-    mel: MelFilterbank,
-    gam: GammatoneFilterbank,
+    pub(super) gam_stft: Option<Stft>,
+    pub(super) mel: MelFilterbank,
+    pub(super) gam: GammatoneFilterbank,
     cqt: Option<Cqt>,
     power: Vec<f32>,
     gam_power: Vec<f32>,
@@ -71,7 +71,7 @@ impl FeatureExtractor {
     }
 
     /// Channel planes of equal frame counts -> (channels, n_bins, T).
-    fn assemble(&self, planes: Vec<(Vec<f32>, usize)>) -> Array3 {
+    pub(super) fn assemble(&self, planes: Vec<(Vec<f32>, usize)>) -> Array3 {
         let frames = planes.first().map_or(0, |p| p.1);
         assert!(planes.iter().all(|p| p.1 == frames), "all channels must have the same length");
         let shape = [planes.len(), self.preset.n_bins, frames];
@@ -109,7 +109,7 @@ impl FeatureExtractor {
         (out, t)
     }
 
-    fn cqt_plane(&mut self, x: &[f32]) -> (Vec<f32>, usize) {
+    pub(super) fn cqt_plane(&mut self, x: &[f32]) -> (Vec<f32>, usize) {
         let p = &self.preset;
         let cqt = self.cqt.get_or_insert_with(|| Cqt::new(p.sample_rate, p.stft.hop_length, p.n_bins, p.fmin, &p.cqt));
         let full = cqt.magnitude(x, &mut self.cqt_buf);
@@ -162,10 +162,15 @@ impl FeatureExtractor {
             gam.push(self.gam_plane(x, true));
             cqt.push(self.cqt_plane(x));
         }
-        let mut out = [mel, gam, cqt].map(|planes| self.assemble(planes));
-        for (kind, a) in FeatureKind::ALL.into_iter().zip(out.iter_mut()) {
+        let out = [mel, gam, cqt].map(|planes| self.assemble(planes));
+        self.finish_stacks(out)
+    }
+
+    /// Linear MEL, GAM and CQT planes -> dB -> the three 6-channel stacks.
+    pub(super) fn finish_stacks(&self, mut planes: [Array3; 3]) -> [Array3; 3] {
+        for (kind, a) in FeatureKind::ALL.into_iter().zip(planes.iter_mut()) {
             self.to_db(kind, a);
         }
-        out.map(|db| stack6(&db, &self.preset.deltas))
+        planes.map(|db| stack6(&db, &self.preset.deltas))
     }
 }

@@ -163,20 +163,28 @@ impl GammatoneFilterbank {
     /// `power`: frame-major (n_frames x n_fft/2+1) power spectrum (|X|^2; magnitudes are
     /// taken here). `out`: (n_bins x n_frames), magnitude-weighted sum divided by n_fft.
     pub fn apply(&self, power: &[f32], n_frames: usize, out: &mut [f32]) {
-        self.apply_with(power, n_frames, out, self.use_fma);
+        self.apply_frames(power, 0, n_frames, out);
     }
 
-    fn apply_with(&self, power: &[f32], n_frames: usize, out: &mut [f32], use_fma: bool) {
+    /// [`Self::apply`] for the frames from `first` on that `power` holds (frame-major rows),
+    /// into their columns of `out` (n_bins x n_frames): each frame's values are the same
+    /// whichever call computes them (a tile's frames are summed independently).
+    pub fn apply_frames(&self, power: &[f32], first: usize, n_frames: usize, out: &mut [f32]) {
+        self.apply_with(power, first, n_frames, out, self.use_fma);
+    }
+
+    fn apply_with(&self, power: &[f32], first: usize, n_frames: usize, out: &mut [f32], use_fma: bool) {
         let nb = self.n_fft / 2 + 1;
-        assert_eq!(power.len(), n_frames * nb, "power spectrum size");
+        let count = power.len() / nb;
+        assert!(power.len() == count * nb && first + count <= n_frames, "power spectrum size");
         assert_eq!(out.len(), self.n_filters * n_frames, "gammatone output size");
         let stride = self.stride;
         // Zero lanes past bin nb stay zero: only the first nb of each row are written.
-        let mut mag_buf = vec![Lanes::default(); CHUNK_FRAMES.min(n_frames) * stride / LANES];
+        let mut mag_buf = vec![Lanes::default(); CHUNK_FRAMES.min(count) * stride / LANES];
         let mags = as_f32_mut(&mut mag_buf);
         let weights = as_f32(&self.packed);
-        for t0 in (0..n_frames).step_by(CHUNK_FRAMES) {
-            let tc = CHUNK_FRAMES.min(n_frames - t0);
+        for t0 in (0..count).step_by(CHUNK_FRAMES) {
+            let tc = CHUNK_FRAMES.min(count - t0);
             for (dst, src) in mags.chunks_exact_mut(stride).zip(power[t0 * nb..(t0 + tc) * nb].chunks_exact(nb)) {
                 for (d, s) in dst.iter_mut().zip(src) {
                     *d = s.sqrt();
@@ -193,7 +201,7 @@ impl GammatoneFilterbank {
                     // The tile is always FRAMES wide; a short tail repeats its last frame.
                     let acc = kernel([m(0), m(1), m(2)], w, b.len, use_fma);
                     for (r, acc_r) in acc.iter().enumerate().take(rows) {
-                        let row = &mut out[(bi * ROWS + r) * n_frames + t0 + t..][..nt];
+                        let row = &mut out[(bi * ROWS + r) * n_frames + first + t0 + t..][..nt];
                         row.copy_from_slice(&acc_r[..nt]);
                     }
                     t += nt;
@@ -348,7 +356,7 @@ mod tests {
         };
         for use_fma in [false, fma_available()] {
             let mut out = vec![0.0; nf * frames];
-            g.apply_with(&power, frames, &mut out, use_fma);
+            g.apply_with(&power, 0, frames, &mut out, use_fma);
             for j in 0..nf {
                 for t in 0..frames {
                     let (want, full) = (product(&truncated, j, t), product(&dense, j, t));

@@ -112,14 +112,21 @@ impl MelFilterbank {
 
     /// `power`: frame-major (n_frames x n_fft/2+1) power spectrum. `out`: (n_mels x n_frames).
     pub fn apply(&self, power: &[f32], n_frames: usize, out: &mut [f32]) {
+        self.apply_frames(power, 0, n_frames, out);
+    }
+
+    /// [`Self::apply`] for the frames from `t0` on that `power` holds (frame-major rows),
+    /// into their columns of `out` (n_mels x n_frames): each frame's values are the same
+    /// whichever call computes them.
+    pub fn apply_frames(&self, power: &[f32], t0: usize, n_frames: usize, out: &mut [f32]) {
         let nb = self.n_fft_bins;
-        assert_eq!(power.len(), n_frames * nb, "power spectrum size");
+        assert!(power.len().is_multiple_of(nb) && t0 + power.len() / nb <= n_frames, "power spectrum size");
         assert_eq!(out.len(), self.filters.len() * n_frames, "mel output size");
         // Frame-outer: one spectrum row (a few KB) stays in L1 while every filter reads it.
         for (t, row) in power.chunks_exact(nb).enumerate() {
             for (i, f) in self.filters.iter().enumerate() {
                 let seg = &row[f.start..f.start + f.weights.len()];
-                out[i * n_frames + t] = dot(&f.weights, seg);
+                out[i * n_frames + t0 + t] = dot(&f.weights, seg);
             }
         }
     }

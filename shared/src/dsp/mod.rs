@@ -10,5 +10,6 @@ pub mod gammatone;
 pub mod mel;
 pub mod resample;
 pub mod stft;
+pub mod stream;
 
 pub use extractor::FeatureExtractor;

@@ -76,17 +76,43 @@ impl Stft {
     /// |X|^2, frame-major: `out[t * n_bins + k]`. Returns the frame count.
     pub fn power(&mut self, x: &[f32], out: &mut Vec<f32>) -> usize {
         let n_frames = self.n_frames(x.len());
-        let nb = self.n_bins();
         out.clear();
-        out.resize(n_frames * nb, 0.0);
+        out.resize(n_frames * self.n_bins(), 0.0);
+        self.power_pairs(x, n_frames, 0..n_frames.div_ceil(2), out);
+        n_frames
+    }
+
+    /// How many frames of a signal are computable from its first `avail` samples (the
+    /// samples after them not known yet; pass the signal's length once it is complete).
+    pub fn frames_ready(&self, avail: usize) -> usize {
+        let pad = if self.center { self.n_fft / 2 } else { 0 };
+        let reach = self.win_offset + self.win_length;
+        if avail + pad < reach {
+            0
+        } else {
+            1 + (avail + pad - reach) / self.hop
+        }
+    }
+
+    /// The frames of `pairs` (frames 2p and 2p + 1 go through one FFT, so a frame's values
+    /// do not depend on which call computes it) of a signal with `n_frames` frames, into `out`
+    /// from frame 2·pairs.start on. `x` must hold every sample these frames read; samples
+    /// past its end are zero.
+    pub fn power_pairs(&mut self, x: &[f32], n_frames: usize, pairs: std::ops::Range<usize>, out: &mut [f32]) {
+        let nb = self.n_bins();
+        let first = 2 * pairs.start;
+        let last = (2 * pairs.end).min(n_frames);
+        if last <= first {
+            return;
+        }
         // Centred framing reads a signal padded with n_fft/2 zeros each side (librosa >= 0.10
         // pad_mode='constant'); instead of copying the padded signal, out-of-range samples
         // are simply treated as zero.
         let pad = if self.center { (self.n_fft / 2) as isize } else { 0 };
         let (hop, offset) = (self.hop, self.win_offset as isize);
         let start = |t: usize| (t * hop) as isize - pad + offset;
-        for (pair, rows) in out.chunks_mut(2 * nb).enumerate() {
-            let t = 2 * pair;
+        for (pair, rows) in out[..(last - first) * nb].chunks_mut(2 * nb).enumerate() {
+            let t = first + 2 * pair;
             let (first, second) = (start(t), (rows.len() > nb).then(|| start(t + 1)));
             // The out-of-place FFT uses its input as scratch: rebuild it for every pair.
             self.input.fill(Complex::new(0.0, 0.0));
@@ -99,7 +125,6 @@ impl Stft {
             let b = if b.is_empty() { &mut self.spare_row[..] } else { b };
             split_power(&self.spectrum, a, b);
         }
-        n_frames
     }
 
     /// Write x[start + m] * window[m] at offset `win_offset` into the real or the

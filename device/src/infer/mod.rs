@@ -9,190 +9,33 @@
 //! audio-only head (and says so); if the bundle has no head for the modalities at hand, the
 //! mean of the available backbones' softmax is used and reported as such.
 
+mod nets;
+mod workers;
+
+pub use workers::{cores, Pool};
+
+use crate::stream::AudioStream;
 use anyhow::{bail, ensure, Context, Result};
-use avsc_shared::bundle::{Bundle, Dim, EmbeddingKind, FileEntry, Precision, Role, TensorSpec};
+use avsc_shared::bundle::{Bundle, EmbeddingKind, Precision, Role};
 use avsc_shared::dsp::resample::Resampler;
 use avsc_shared::dsp::FeatureExtractor;
 use avsc_shared::image::{normalise, FrameResizer, RgbImage};
-use avsc_shared::{Array3, FeatureKind, FeaturePreset, FramePreset, Normalisation, NUM_CLASSES};
+use avsc_shared::{Array3, FeatureKind, FeaturePreset, FramePreset, NUM_CLASSES};
+use nets::{as_f32, run, softmax, Backbone, Head};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
-use tract_onnx::prelude::*;
-
-type Plan = Arc<TypedRunnableModel>;
-
-/// The batch-1 shape of a manifest tensor: the batch symbol `N` is 1, and any other symbol
-/// (the spectrogram's frame count `T`) takes its value from `actual`, the shape of the data
-/// the device will feed (whose fixed dimensions must agree with the manifest's).
-fn concrete(spec: &TensorSpec, actual: Option<&[usize]>) -> Result<Vec<usize>> {
-    let mut out = Vec::with_capacity(spec.shape.len());
-    for (i, d) in spec.shape.iter().enumerate() {
-        let have = actual.and_then(|a| a.get(i.wrapping_sub(1)).copied()).filter(|_| i > 0);
-        out.push(match (d, have) {
-            (Dim::Symbol(s), _) if i == 0 || s == "N" => 1,
-            (Dim::Symbol(s), Some(n)) => {
-                tracing::debug!("{}: {s} = {n}", spec.name);
-                n
-            }
-            (Dim::Symbol(s), None) => bail!("input {}: no value for the symbolic dimension {s}", spec.name),
-            (Dim::Fixed(n), Some(h)) if *n != h => {
-                bail!("input {}: the manifest says {:?}, the device computes {:?}", spec.name, spec.shape, actual)
-            }
-            (Dim::Fixed(n), _) => *n,
-        });
-    }
-    Ok(out)
-}
-
-fn build_plan(path: &Path, shapes: &[Vec<usize>]) -> Result<Plan> {
-    let mut model = tract_onnx::onnx()
-        .model_for_path(path)
-        .with_context(|| format!("{}: not a loadable ONNX model", path.display()))?;
-    for (i, shape) in shapes.iter().enumerate() {
-        model = model.with_input_fact(i, InferenceFact::dt_shape(f32::datum_type(), shape.clone()))?;
-    }
-    let plan = model
-        .into_optimized()
-        .and_then(|m| m.into_runnable())
-        .with_context(|| format!("{}: tract cannot build a plan for the manifest's input shapes", path.display()))?;
-    Ok(plan)
-}
-
-fn run(plan: &Plan, inputs: Vec<(Vec<usize>, &[f32])>) -> Result<TVec<TValue>> {
-    let values = inputs
-        .into_iter()
-        .map(|(shape, data)| Ok(Tensor::from_shape(&shape, data)?.into()))
-        .collect::<TractResult<TVec<TValue>>>()?;
-    plan.run(values)
-}
-
-fn as_f32(v: &TValue) -> Result<Vec<f32>> {
-    Ok(v.to_plain_array_view::<f32>()?.iter().copied().collect())
-}
-
-/// A Phase-I backbone: one input, outputs FC(1024) (the embedding; narrower in `tiny`
-/// bundles) and logits.
-struct Backbone {
-    role: Role,
-    plan: Plan,
-    input: Vec<usize>,
-    fc_out: usize,
-    logits_out: usize,
-    /// Width of the FC embedding.
-    fc_dim: usize,
-    normalisation: Option<Normalisation>,
-    /// Wall time of the last run, microseconds (orders the jobs of `run_jobs`).
-    last_us: AtomicU64,
-}
-
-impl Backbone {
-    /// `actual`: the shape (without batch) of what the device feeds it.
-    fn load(bundle: &Bundle, f: &FileEntry, actual: &[usize]) -> Result<Backbone> {
-        let name = f.role.name();
-        ensure!(f.inputs.len() == 1, "{}: {name} must have one input, has {}", f.path, f.inputs.len());
-        let pos = |want: &str| f.outputs.iter().position(|o| o.name == want);
-        let fc_out = pos("fc1024").unwrap_or(0);
-        let logits_out = pos("logits").unwrap_or(1);
-        let width = |i: usize| match f.outputs.get(i).and_then(|o| o.shape.last()) {
-            Some(Dim::Fixed(n)) => Ok(*n),
-            _ => bail!("{}: output {i} of {name} has no fixed width", f.path),
-        };
-        let fc_dim = width(fc_out)?;
-        ensure!(width(logits_out)? == NUM_CLASSES, "{}: {name}'s logits are not {NUM_CLASSES} wide", f.path);
-        ensure!(f.role.is_audio() || f.normalisation.is_some(), "{}: visual backbone without normalisation", f.path);
-        let input = concrete(&f.inputs[0], Some(actual)).with_context(|| f.path.clone())?;
-        Ok(Backbone {
-            role: f.role,
-            plan: build_plan(&bundle.path(f), std::slice::from_ref(&input))?,
-            input,
-            fc_out,
-            logits_out,
-            fc_dim,
-            normalisation: f.normalisation.clone(),
-            last_us: AtomicU64::new(0),
-        })
-    }
-
-    fn width(&self) -> usize {
-        self.fc_dim + NUM_CLASSES
-    }
-
-    /// FC embedding then logits, into `out` (`width()` values).
-    fn embed(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
-        let shape = &self.input;
-        ensure!(
-            shape.iter().product::<usize>() == x.len(),
-            "{}: input of {} values for shape {shape:?}",
-            self.role.name(),
-            x.len()
-        );
-        let o = run(&self.plan, vec![(shape.clone(), x)]).with_context(|| format!("{} failed", self.role.name()))?;
-        let fc = as_f32(&o[self.fc_out])?;
-        let lg = as_f32(&o[self.logits_out])?;
-        ensure!(
-            fc.len() == self.fc_dim && lg.len() == NUM_CLASSES,
-            "{}: output sizes {} and {}",
-            self.role.name(),
-            fc.len(),
-            lg.len()
-        );
-        out[..self.fc_dim].copy_from_slice(&fc);
-        out[self.fc_dim..].copy_from_slice(&lg);
-        Ok(())
-    }
-}
-
-/// A Phase-II head: the sources' embeddings (one `[N, k, d]` input, or k `[N, d]` inputs)
-/// to probabilities.
-struct Head {
-    role: Role,
-    plan: Plan,
-    sources: Vec<Role>,
-    embedding: EmbeddingKind,
-    inputs: Vec<Vec<usize>>,
-    /// The graph ends in logits rather than a softmax.
-    logits: bool,
-}
-
-impl Head {
-    fn load(bundle: &Bundle, f: &FileEntry) -> Result<Head> {
-        let embedding = f.embedding.with_context(|| format!("{}: fusion head without `embedding`", f.path))?;
-        ensure!(!f.sources.is_empty(), "{}: fusion head without `sources`", f.path);
-        let inputs: Vec<Vec<usize>> = f.inputs.iter().map(|s| concrete(s, None)).collect::<Result<_>>()?;
-        let k = f.sources.len();
-        let d = *inputs.first().and_then(|s| s.last()).with_context(|| format!("{}: no inputs", f.path))?;
-        let fits = inputs == [vec![1, k, d]] || (inputs.len() == k && inputs.iter().all(|s| s == &[1, d]));
-        ensure!(fits, "{}: inputs {inputs:?} do not fit {k} sources of {d}", f.path);
-        Ok(Head {
-            role: f.role,
-            plan: build_plan(&bundle.path(f), &inputs)?,
-            sources: f.sources.clone(),
-            embedding,
-            inputs,
-            logits: f.outputs.first().is_some_and(|o| o.name.contains("logit")),
-        })
-    }
-}
-
-fn softmax(x: &mut [f32]) {
-    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let s: f32 = x
-        .iter_mut()
-        .map(|v| {
-            *v = (*v - m).exp();
-            *v
-        })
-        .sum();
-    x.iter_mut().for_each(|v| *v /= s);
-}
+use workers::{push_jobs, run_jobs, run_parallel};
 
 /// Per-stage wall time of one window, milliseconds.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Latency {
+    /// Resampling after the window's last sample (0 when the window was streamed: its
+    /// samples were resampled as they came, counted in `fill`).
     pub resample: f64,
     pub features: f64,
+    /// Features computed while the window filled (resampling, STFT, MEL and GAM as the
+    /// samples arrived): thread time, not part of `end_of_window`.
+    pub fill: f64,
     pub audio_nets: f64,
     pub fusion: f64,
     /// Visual backbones on this window's frames: thread time, summed over frames and
@@ -200,6 +43,15 @@ pub struct Latency {
     pub visual_nets: f64,
     /// From the window's last sample to its probabilities.
     pub end_of_window: f64,
+}
+
+/// A window's audio: per-channel samples at `rate`, and the windower's first frame of the
+/// window when its frames were also handed to [`Engine::audio_frames`] as they arrived (the
+/// features are then mostly computed already).
+pub struct WindowAudio<'a> {
+    pub channels: &'a [Vec<f32>],
+    pub rate: u32,
+    pub first_frame: Option<u64>,
 }
 
 pub struct WindowResult {
@@ -221,6 +73,10 @@ pub struct Engine {
     resizer: FrameResizer,
     /// Scratch: one window's audio embeddings, per audio backbone.
     audio_emb: Vec<f32>,
+    /// The window being filled, when the loop hands frames on as they arrive.
+    stream: Option<AudioStream>,
+    /// Where the networks run (one thread per audio network, at least one per core).
+    pool: Pool,
 }
 
 fn ms(t: Instant) -> f64 {
@@ -280,6 +136,7 @@ impl Engine {
             }
         }
         let audio_width: usize = audio.iter().map(Backbone::width).sum();
+        let audio_threads = audio.len();
         let (rss_kib, peak_rss_kib) = crate::cli::memory_kib();
         tracing::info!(
             bundle = %dir.display(),
@@ -299,6 +156,8 @@ impl Engine {
             heads,
             resizer: FrameResizer::new(),
             audio_emb: vec![0.0; audio_width],
+            stream: None,
+            pool: Pool::new(audio_threads.max(cores()))?,
         })
     }
 
@@ -353,7 +212,7 @@ impl Engine {
         }
         let mut results: Vec<Result<()>> = imgs.iter().map(|_| Ok(())).collect();
         ms.iter_mut().for_each(|m| *m = 0.0);
-        for (f, r, t) in run_jobs(&self.visual, jobs, cores()) {
+        for (f, r, t) in run_jobs(&self.pool, &self.visual, jobs, cores()) {
             ms[f] += t;
             if let (Err(e), Ok(())) = (r, &results[f]) {
                 results[f] = Err(e);
@@ -362,8 +221,54 @@ impl Engine {
         results
     }
 
-    /// Features and audio networks for a window (per-channel samples at `rate`).
-    fn audio_embeddings(&mut self, channels: &[Vec<f32>], rate: u32, lat: &mut Latency) -> Result<()> {
+    /// Interleaved frames `first..` of `channels` at `rate` as they enter the windower; the
+    /// window being filled starts at frame `window_start` ([`crate::window::Event::Frames`]).
+    /// Its features are computed as they come; [`Self::classify`] with the window's
+    /// `first_frame` then finishes them.
+    pub fn audio_frames(&mut self, first: u64, window_start: u64, interleaved: &[f32], channels: usize, rate: u32) {
+        if self.audio.is_empty() {
+            return;
+        }
+        if !self.stream.as_ref().is_some_and(|s| s.fits(rate, channels)) {
+            self.stream = AudioStream::new(&self.fx, rate, channels);
+        }
+        if let Some(s) = self.stream.as_mut() {
+            s.frames(&mut self.fx, first, window_start, interleaved);
+        }
+    }
+
+    /// Features and audio networks for a window.
+    fn audio_embeddings(&mut self, audio: &WindowAudio, lat: &mut Latency) -> Result<()> {
+        let t = Instant::now();
+        let frames = audio.channels.first().map_or(0, Vec::len);
+        let streamed = match (audio.first_frame, self.stream.as_mut()) {
+            (Some(first), Some(s)) => s.take(&mut self.fx, first, frames),
+            _ => None,
+        };
+        let stacks = match streamed {
+            Some((stacks, fill)) => {
+                lat.fill = fill;
+                lat.features = ms(t);
+                // In FeatureKind::ALL order; the bundle may have some of the three networks.
+                let mut all = stacks.map(Some);
+                let pick = |k: FeatureKind| FeatureKind::ALL.iter().position(|&a| a == k).expect("a kind");
+                self.audio.iter().map(|b| all[pick(kind_of(b.role))].take().expect("one network per kind")).collect()
+            }
+            None => self.window_stacks(audio.channels, audio.rate, lat)?,
+        };
+        let t = Instant::now();
+        for (b, s) in self.audio.iter().zip(&stacks) {
+            ensure!(s.data.iter().all(|v| v.is_finite()), "{}: non-finite features", b.role.name());
+        }
+        let inputs: Vec<Vec<f32>> = stacks.into_iter().map(|s| s.data).collect();
+        run_parallel(&self.pool, &self.audio, &inputs, &mut self.audio_emb)?;
+        lat.audio_nets = ms(t);
+        Ok(())
+    }
+
+    /// The audio networks' inputs computed from the whole window (per-channel samples at
+    /// `rate`).
+    fn window_stacks(&mut self, channels: &[Vec<f32>], rate: u32, lat: &mut Latency) -> Result<Vec<Array3>> {
         let t = Instant::now();
         let preset = self.bundle.manifest.feature_preset.clone();
         let stereo: [&[f32]; 2] = match channels {
@@ -397,33 +302,25 @@ impl Engine {
             self.audio.iter().map(|b| self.fx.stack(kind_of(b.role), &x)).collect()
         };
         lat.features = ms(t);
-
-        let t = Instant::now();
-        for (b, s) in self.audio.iter().zip(&stacks) {
-            ensure!(s.data.iter().all(|v| v.is_finite()), "{}: non-finite features", b.role.name());
-        }
-        let inputs: Vec<Vec<f32>> = stacks.into_iter().map(|s| s.data).collect();
-        run_parallel(&self.audio, &inputs, &mut self.audio_emb)?;
-        lat.audio_nets = ms(t);
-        Ok(())
+        Ok(stacks)
     }
 
     /// Classify one window: `audio` (per-channel samples and their rate, or why there is
     /// none), `visual` (frames in the window, mean frame embedding) if any frame arrived.
     pub fn classify(
         &mut self,
-        audio: std::result::Result<(&[Vec<f32>], u32), &str>,
+        audio: std::result::Result<WindowAudio, &str>,
         visual: Option<(usize, &[f32])>,
         visual_ms: f64,
     ) -> Result<WindowResult> {
         let mut lat = Latency { visual_nets: visual_ms, ..Latency::default() };
         let mut notes = Vec::new();
         let mut have_audio = false;
-        if let Ok((ch, rate)) = audio {
+        if let Ok(audio) = &audio {
             if self.audio.is_empty() {
                 notes.push("bundle has no audio networks".to_string());
             } else {
-                match self.audio_embeddings(ch, rate, &mut lat) {
+                match self.audio_embeddings(audio, &mut lat) {
                     Ok(()) => have_audio = true,
                     Err(e) => {
                         tracing::warn!("audio failed for this window: {e:#}");
@@ -517,78 +414,6 @@ impl Engine {
             latency: lat,
         })
     }
-}
-
-/// Each backbone on its input, on a thread of its own, embeddings side by side into `out`.
-/// One thread per network rather than one per core: the three audio networks of a window on
-/// two cores then finish together, after about 1.5 network times rather than 2 (int8 paper
-/// bundle, this 2-core VM: 354-460 ms against 455-484 ms).
-fn run_parallel(nets: &[Backbone], inputs: &[Vec<f32>], out: &mut [f32]) -> Result<()> {
-    let mut jobs = Vec::with_capacity(nets.len());
-    push_jobs(&mut jobs, nets, inputs, out, |k| k);
-    run_jobs(nets, jobs, nets.len()).into_iter().try_for_each(|(_, r, _)| r)
-}
-
-/// The cores this process may use (2 if unknown).
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
-}
-
-/// One network run: `nets[net]` on `input`, its embedding into `out`.
-struct Job<'a> {
-    tag: usize,
-    net: usize,
-    input: &'a [f32],
-    out: &'a mut [f32],
-}
-
-/// One job per network of `nets` on its input, their embeddings side by side into `out`;
-/// `tag(k)` names network k's job.
-fn push_jobs<'a>(
-    jobs: &mut Vec<Job<'a>>,
-    nets: &[Backbone],
-    inputs: &'a [Vec<f32>],
-    out: &'a mut [f32],
-    tag: impl Fn(usize) -> usize,
-) {
-    let mut rest = out;
-    for (k, (b, x)) in nets.iter().zip(inputs).enumerate() {
-        let (slot, tail) = rest.split_at_mut(b.width());
-        rest = tail;
-        jobs.push(Job { tag: tag(k), net: k, input: x, out: slot });
-    }
-}
-
-/// Run the jobs on `workers` threads (tract runs a plan on one core), taking them costliest
-/// network first (by each network's last run time; stable, so in the given order
-/// until every network has run once). Returns (tag, result, thread ms) per job, in the
-/// order they finished.
-fn run_jobs(nets: &[Backbone], mut jobs: Vec<Job>, workers: usize) -> Vec<(usize, Result<()>, f64)> {
-    let cost = |j: &Job| nets[j.net].last_us.load(Ordering::Relaxed);
-    jobs.sort_by_key(|j| std::cmp::Reverse(cost(j)));
-    // Popped from the back.
-    jobs.reverse();
-    let workers = workers.min(jobs.len());
-    let queue = Mutex::new(jobs);
-    let done = Mutex::new(Vec::new());
-    let work = || loop {
-        let Some(job) = queue.lock().expect("job queue").pop() else { return };
-        let t = Instant::now();
-        let b = &nets[job.net];
-        let r = b.embed(job.input, job.out);
-        let us = t.elapsed().as_micros() as u64;
-        b.last_us.store(us, Ordering::Relaxed);
-        done.lock().expect("job results").push((job.tag, r, us as f64 / 1e3));
-    };
-    std::thread::scope(|scope| {
-        // Not on the calling thread: after running networks there, its resampling of the
-        // next window took twice as long (70 ms instead of 33, int8 paper bundle), every
-        // window, on this VM.
-        for _ in 0..workers {
-            scope.spawn(work);
-        }
-    });
-    done.into_inner().expect("job results")
 }
 
 fn kind_of(role: Role) -> FeatureKind {
