@@ -12,8 +12,8 @@
 
 use crate::alloc;
 use crate::mutate::Mutator;
-use crate::rng::Rng;
 use crate::targets::Target;
+use avsc_shared::rng::SplitMix64 as Rng;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};

@@ -15,7 +15,6 @@ pub mod alloc;
 pub mod engine;
 pub mod minimize;
 pub mod mutate;
-pub mod rng;
 pub mod targets;
 
 pub use engine::{fuzz, Finding, Options, Report};

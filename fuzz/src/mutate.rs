@@ -4,7 +4,7 @@
 //! structure-aware ones: the size and count fields of ISO-BMFF boxes (big-endian, before
 //! the type) or RIFF chunks (little-endian, after the id), and numbers in text.
 
-use crate::rng::Rng;
+use avsc_shared::rng::SplitMix64 as Rng;
 
 /// How an input's length-prefixed structures are laid out, for the structure-aware
 /// operators.

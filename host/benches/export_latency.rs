@@ -47,6 +47,24 @@ fn main() {
             }
             t0.elapsed().as_secs_f64() * 1000.0 / n as f64
         };
+        if role == Role::AudMel {
+            // A/B: the sibling pointwise convs of each block as one Conv (the export) or one each.
+            let input = net.input_spec(shape[2], shape[3]);
+            let sep = net.graph_with(&input, None, false).unwrap().to_bytes();
+            let cal = avsc_host::export::quant::calibrate(&sep, &calib).unwrap().with_weights(WeightScales::PerChannel);
+            let sep_q = net.graph_with(&input, Some(cal), false).unwrap().to_bytes();
+            for round in 0..2 {
+                println!(
+                    "{} ({size}) round {round}: pointwise merged f32 {:.1} ms, int8 per-channel {:.1} ms; \
+                     separate f32 {:.1} ms, int8 per-channel {:.1} ms",
+                    role.name(),
+                    time(&f),
+                    time(&q),
+                    time(&sep),
+                    time(&sep_q)
+                );
+            }
+        }
         println!(
             "{} ({size}): f32 {:.1} ms ({} B), int8 per-channel {:.1} ms ({} B), int8 per-tensor {:.1} ms ({} B), \
              batch 1, one thread",

@@ -209,6 +209,29 @@ fn resinception_tiny_matches_burn() {
     backbone_parity(Role::AudMel, SizePreset::Tiny, [2, 6, 128, 61], 7);
 }
 
+/// The block's pointwise layers written one Conv each (the form before they were merged, kept
+/// for A/B measurements) give the same outputs as the merged form.
+#[test]
+fn resinception_with_separate_pointwise_convs_matches_burn() {
+    let Backbone::Audio(n) = Backbone::init(Role::AudMel, SizePreset::Tiny, &Device::flex()).unwrap() else {
+        unreachable!()
+    };
+    let net = Backbone::Audio(perturb(n, 37));
+    let input = net.input_spec(128, 224);
+    let x = random(&[2, 6, 128, 45], 38);
+    let e = net.forward(tensor(&x));
+    let mut convs = Vec::new();
+    for merge in [true, false] {
+        let g = net.graph_with(&input, None, merge).unwrap();
+        convs.push(g.nodes().iter().filter(|n| n.op_type == "Conv").count());
+        let got = Plan::new(&g.to_bytes()).unwrap().run(std::slice::from_ref(&x)).unwrap();
+        assert_close(&format!("merge {merge} logits"), &values(e.logits.clone()), &got[1]);
+    }
+    // 10 blocks of 4 pointwise layers reading the block input, each stage's first with a
+    // projection too.
+    assert_eq!(convs[1] - convs[0], 10 * 3 + 4, "{convs:?}");
+}
+
 // The published widths (12 M, 24 M and 28 M parameters), one input each: the spatial sizes
 // stay small (the networks end in global pooling), the layers and channel counts are the
 // paper's, so every exported layer is checked at the width the device runs.

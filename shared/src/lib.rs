@@ -11,6 +11,7 @@ pub mod image;
 pub mod labels;
 pub mod npy;
 pub mod preset;
+pub mod rng;
 pub mod tsv;
 pub mod wav;
 

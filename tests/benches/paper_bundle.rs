@@ -11,7 +11,8 @@ use std::process::Command;
 /// on tau-mini), on three tau-mini clips (MP4: audio + 20 frames per window), this binary
 /// with the features computed as the samples arrive and with `--no-stream-features` (all
 /// after the window's last sample), and a binary built from earlier code when
-/// `AVSC_BENCH_BEFORE` names one; each variant twice, alternating. Prints per-stage
+/// `AVSC_BENCH_BEFORE` names one (`AVSC_BENCH_AFTER`: the binary measured, default the
+/// one beside the bench); each variant twice, alternating. Prints per-stage
 /// milliseconds per window and, per run, the CPU time, wall time and peak RSS; then a table of
 /// medians (minutes):
 ///
@@ -44,8 +45,10 @@ fn main() {
     let mut clips: Vec<PathBuf> = std::fs::read_dir(media).unwrap().map(|e| e.unwrap().path()).collect();
     clips.sort();
     clips.truncate(3);
+    // AVSC_BENCH_AFTER: the binary to measure (default: the one beside this bench).
+    let after = std::env::var_os("AVSC_BENCH_AFTER").map_or_else(device_binary, PathBuf::from);
     let mut variants: Vec<(&str, PathBuf, &[&str])> =
-        vec![("streamed", device_binary(), &[]), ("whole-window", device_binary(), &["--no-stream-features"])];
+        vec![("streamed", after.clone(), &[]), ("whole-window", after, &["--no-stream-features"])];
     if let Some(before) = std::env::var_os("AVSC_BENCH_BEFORE") {
         variants.push(("before", PathBuf::from(before), &[]));
     }

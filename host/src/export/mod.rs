@@ -138,8 +138,20 @@ impl Backbone {
 
     /// The ONNX graph (int8 where `calibration` covers a conv's or dense layer's input).
     pub fn graph(&self, input: &TensorSpec, calibration: Option<Calibration>) -> Result<Graph> {
+        self.graph_with(input, calibration, true)
+    }
+
+    /// [`Self::graph`], with sibling pointwise convolutions merged into one Conv or not
+    /// ([`Graph::merge_pointwise`]).
+    pub fn graph_with(
+        &self,
+        input: &TensorSpec,
+        calibration: Option<Calibration>,
+        merge_pointwise: bool,
+    ) -> Result<Graph> {
         let mut g = Graph::new(&format!("{self}"));
         g.calibration = calibration;
+        g.merge_pointwise = merge_pointwise;
         let x = g.input(input);
         let (fc1024, logits) = match self {
             Backbone::Audio(n) => n.emit(&mut g, &x)?,

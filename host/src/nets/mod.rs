@@ -246,6 +246,57 @@ impl ConvBn {
         Ok(if self.relu { layers::relu(g, &format!("{name}.relu"), &y) } else { y })
     }
 
+    /// Pointwise layers that read the same input `x`, as one Conv (their folded weights
+    /// stacked) and one Slice of its output channels per layer, each with its ReLU. The layer
+    /// at `pool_at` gets its conv output without bias: [`Self::finish_after_pool`] pools it
+    /// and adds the bias (as [`Self::emit_after_pool`] does).
+    pub fn emit_merged(g: &mut Graph, name: &str, x: &str, convs: &[&ConvBn], pool_at: usize) -> Result<Vec<Value>> {
+        let mut parts = Vec::with_capacity(convs.len());
+        for (i, c) in convs.iter().enumerate() {
+            let mut cw = c.folded()?;
+            let pointwise = cw.dims[2..] == [1, 1] && cw.stride == [1, 1] && cw.pads == [0; 4] && cw.groups == 1;
+            anyhow::ensure!(pointwise, "{name}: layer {i} is not a pointwise conv");
+            if i == pool_at {
+                cw.b.iter_mut().for_each(|b| *b = 0.0);
+            }
+            parts.push(cw);
+        }
+        let mut merged = parts[0].clone();
+        merged.dims[0] = parts.iter().map(|p| p.dims[0]).sum();
+        merged.w = parts.iter().flat_map(|p| p.w.iter().copied()).collect();
+        merged.b = parts.iter().flat_map(|p| p.b.iter().copied()).collect();
+        let y = layers::conv(g, &format!("{name}.conv"), x, &merged);
+        let axes = g.init_i64(&format!("{name}.axes"), &[1], &[1]);
+        let mut start = 0i64;
+        let mut outs = Vec::with_capacity(parts.len());
+        for (i, (c, p)) in convs.iter().zip(&parts).enumerate() {
+            let end = start + p.dims[0] as i64;
+            let s = g.init_i64(&format!("{name}.{i}.start"), &[1], &[start]);
+            let e = g.init_i64(&format!("{name}.{i}.end"), &[1], &[end]);
+            let part = g.node("Slice", &format!("{name}.{i}"), &[&y, &s, &e, &axes], vec![]);
+            outs.push(if c.relu && i != pool_at { layers::relu(g, &format!("{name}.{i}.relu"), &part) } else { part });
+            start = end;
+        }
+        Ok(outs)
+    }
+
+    /// The rest of [`Self::emit_after_pool`] for a conv output `y` written without its bias
+    /// ([`Self::emit_merged`]): the pool, the bias, the ReLU.
+    pub fn finish_after_pool(
+        &self,
+        g: &mut Graph,
+        pool_name: &str,
+        name: &str,
+        y: &str,
+        pool: impl FnOnce(&mut Graph, &str, &str) -> Result<Value>,
+    ) -> Result<Value> {
+        let cw = self.folded()?;
+        let p = pool(g, pool_name, y)?;
+        let b = g.init_f32(&format!("{name}.bias"), &[cw.dims[0], 1, 1], &cw.b);
+        let y = g.node("Add", &format!("{name}.biased"), &[&p, &b], vec![]);
+        Ok(if self.relu { layers::relu(g, &format!("{name}.relu"), &y) } else { y })
+    }
+
     /// BatchNorm (and ReLU) on this layer's convolution output, computed elsewhere
     /// ([`matmul`]).
     pub fn after_conv(&self, y: Tensor<4>) -> Tensor<4> {

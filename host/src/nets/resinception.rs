@@ -376,31 +376,59 @@ impl ResInceptionBlock {
         burn::tensor::activation::relu(Tensor::cat(branches, 1) + shortcut)
     }
 
-    /// ONNX of [`Self::forward`] (each pointwise layer a Conv of its own; tract reads them).
+    /// ONNX of [`Self::forward`]. The pointwise layers that read the block input (each
+    /// branch's first, and the projection) are one Conv whose output channels are sliced
+    /// apart (as the burn forward pass runs them as one matrix product), unless the graph
+    /// asks for them separately ([`Graph::merge_pointwise`]).
     pub fn emit(&self, g: &mut Graph, name: &str, x: &str) -> Result<Value> {
-        let chain = |g: &mut Graph, branch: &str, convs: &[ConvBn]| -> Result<Value> {
-            let mut y = x.to_string();
+        let chain = |g: &mut Graph, branch: &str, first: Value, convs: &[ConvBn]| -> Result<Value> {
+            let mut y = first;
             for (i, c) in convs.iter().enumerate() {
-                y = c.emit(g, &format!("{name}.{branch}.{i}"), &y)?;
+                y = c.emit(g, &format!("{name}.{branch}.{}", i + 1), &y)?;
             }
             Ok(y)
         };
-        let b1 = self.branch1x1.emit(g, &format!("{name}.branch1x1"), x)?;
-        let b3 = chain(g, "branch3x3", &self.branch3x3)?;
-        let b5 = chain(g, "branch5x5", &self.branch5x5)?;
         let pool = |g: &mut Graph, n: &str, x: &str| layers::avg_pool2d(g, n, x, &self.avg_pool);
-        let bp = self.branch_pool.emit_after_pool(
-            g,
-            &format!("{name}.avg_pool"),
-            &format!("{name}.branch_pool"),
-            x,
-            pool,
-        )?;
-        let cat = layers::concat(g, &format!("{name}.cat"), &[&b1, &b3, &b5, &bp], 1);
-        let shortcut = match &self.shortcut {
-            Some(proj) => proj.emit(g, &format!("{name}.shortcut"), x)?,
-            None => x.to_string(),
+        let (b1, b3, b5, bp, shortcut) = if g.merge_pointwise {
+            let mut layers_in: Vec<&ConvBn> =
+                vec![&self.branch1x1, &self.branch3x3[0], &self.branch5x5[0], &self.branch_pool];
+            layers_in.extend(&self.shortcut);
+            let outs = ConvBn::emit_merged(g, &format!("{name}.pointwise"), x, &layers_in, 3)?;
+            let mut outs = outs.into_iter();
+            let mut next = || outs.next().expect("one output per pointwise layer");
+            let b1 = next();
+            let b3 = chain(g, "branch3x3", next(), &self.branch3x3[1..])?;
+            let b5 = chain(g, "branch5x5", next(), &self.branch5x5[1..])?;
+            let bp = self.branch_pool.finish_after_pool(
+                g,
+                &format!("{name}.avg_pool"),
+                &format!("{name}.branch_pool"),
+                &next(),
+                pool,
+            )?;
+            let shortcut = if self.shortcut.is_some() { next() } else { x.to_string() };
+            (b1, b3, b5, bp, shortcut)
+        } else {
+            let b1 = self.branch1x1.emit(g, &format!("{name}.branch1x1"), x)?;
+            let first = |g: &mut Graph, branch: &str, c: &ConvBn| c.emit(g, &format!("{name}.{branch}.0"), x);
+            let f3 = first(g, "branch3x3", &self.branch3x3[0])?;
+            let b3 = chain(g, "branch3x3", f3, &self.branch3x3[1..])?;
+            let f5 = first(g, "branch5x5", &self.branch5x5[0])?;
+            let b5 = chain(g, "branch5x5", f5, &self.branch5x5[1..])?;
+            let bp = self.branch_pool.emit_after_pool(
+                g,
+                &format!("{name}.avg_pool"),
+                &format!("{name}.branch_pool"),
+                x,
+                pool,
+            )?;
+            let shortcut = match &self.shortcut {
+                Some(proj) => proj.emit(g, &format!("{name}.shortcut"), x)?,
+                None => x.to_string(),
+            };
+            (b1, b3, b5, bp, shortcut)
         };
+        let cat = layers::concat(g, &format!("{name}.cat"), &[&b1, &b3, &b5, &bp], 1);
         let sum = layers::add(g, &format!("{name}.add"), &cat, &shortcut);
         Ok(layers::relu(g, &format!("{name}.relu"), &sum))
     }

@@ -35,6 +35,9 @@ pub struct Graph {
     names: HashSet<String>,
     /// Set for the int8 pass: the activation ranges that decide which ops are quantized.
     pub calibration: Option<crate::export::quant::Calibration>,
+    /// Sibling pointwise convolutions that read one input are written as one Conv and
+    /// Slices (the default; off only to measure the difference).
+    pub merge_pointwise: bool,
 }
 
 impl Graph {
@@ -47,6 +50,7 @@ impl Graph {
             outputs: Vec::new(),
             names: HashSet::new(),
             calibration: None,
+            merge_pointwise: true,
         }
     }
 
