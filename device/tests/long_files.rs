@@ -79,10 +79,13 @@ fn a_long_recording_classifies_in_the_memory_of_a_short_one() {
         eprintln!("{}: {windows} windows, peak RSS {} KiB", input.display(), peak);
         peaks.push(peak);
     }
-    // 6 times the recording, the same memory within a few MB. The short one has 3 windows:
-    // the networks' worker threads live as long as the engine and keep tract's scratch
-    // memory, which the first windows build up (a 9-min FLAC peaks as high as a 3-min one).
+    // 6 times the recording, the same memory within a few MB (decoding whole files grew by
+    // 1.4 MB per second of video). The short one has 3 windows, and the bound is 12 MB: with
+    // the networks on long-lived worker threads, glibc's adaptive mmap threshold lets the heap
+    // grow over the first windows, by 3-9 MB from 3 to 18 windows here, and no further (a
+    // 9-min FLAC peaks no higher than a 3-min one). Fixing the threshold removes the growth
+    // but makes tract's int8 plans crash (device/README.md).
     for (short, long, what) in [(peaks[0], peaks[1], "video"), (peaks[2], peaks[3], "FLAC")] {
-        assert!(long <= short + 8 * 1024, "{what}: peak {long} KiB for 3 minutes against {short} KiB for 30 s");
+        assert!(long <= short + 12 * 1024, "{what}: peak {long} KiB for 3 minutes against {short} KiB for 30 s");
     }
 }
