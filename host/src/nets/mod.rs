@@ -233,17 +233,13 @@ impl ConvBn {
         pool: impl FnOnce(&mut Graph, &str, &str) -> Result<Value>,
     ) -> Result<Value> {
         let mut cw = self.folded()?;
-        let pointwise = cw.dims[2..] == [1, 1] && cw.stride == [1, 1] && cw.pads == [0; 4] && cw.groups == 1;
-        if !pointwise {
+        if !cw.is_pointwise() {
             let p = pool(g, pool_name, x)?;
             return self.emit(g, name, &p);
         }
-        let bias = std::mem::replace(&mut cw.b, vec![0.0; cw.dims[0]]);
+        cw.b.iter_mut().for_each(|b| *b = 0.0);
         let y = layers::conv(g, &format!("{name}.conv"), x, &cw);
-        let p = pool(g, pool_name, &y)?;
-        let b = g.init_f32(&format!("{name}.bias"), &[cw.dims[0], 1, 1], &bias);
-        let y = g.node("Add", &format!("{name}.biased"), &[&p, &b], vec![]);
-        Ok(if self.relu { layers::relu(g, &format!("{name}.relu"), &y) } else { y })
+        self.finish_after_pool(g, pool_name, name, &y, pool)
     }
 
     /// Pointwise layers that read the same input `x`, as one Conv (their folded weights
@@ -254,8 +250,7 @@ impl ConvBn {
         let mut parts = Vec::with_capacity(convs.len());
         for (i, c) in convs.iter().enumerate() {
             let mut cw = c.folded()?;
-            let pointwise = cw.dims[2..] == [1, 1] && cw.stride == [1, 1] && cw.pads == [0; 4] && cw.groups == 1;
-            anyhow::ensure!(pointwise, "{name}: layer {i} is not a pointwise conv");
+            anyhow::ensure!(cw.is_pointwise(), "{name}: layer {i} is not a pointwise conv");
             if i == pool_at {
                 cw.b.iter_mut().for_each(|b| *b = 0.0);
             }
@@ -281,7 +276,7 @@ impl ConvBn {
     }
 
     /// The rest of [`Self::emit_after_pool`] for a conv output `y` written without its bias
-    /// ([`Self::emit_merged`]): the pool, the bias, the ReLU.
+    /// (there, or by [`Self::emit_merged`]): the pool, the bias, the ReLU.
     pub fn finish_after_pool(
         &self,
         g: &mut Graph,

@@ -51,6 +51,11 @@ impl ConvWeights {
         })
     }
 
+    /// 1x1, stride 1, no padding, one group.
+    pub fn is_pointwise(&self) -> bool {
+        self.dims[2..] == [1, 1] && self.stride == [1, 1] && self.pads == [0; 4] && self.groups == 1
+    }
+
     /// Fold an eval-mode BatchNorm after the conv into its weights and bias:
     /// `γ (W x + b − μ) / √(σ² + ε) + β`. Computed in f64.
     pub fn fold_bn(&mut self, bn: &BatchNorm) {
