@@ -9,7 +9,8 @@ use avsc_host::pipeline;
 use avsc_host::prepare::{self, PrepareArgs};
 use avsc_host::progress;
 use avsc_host::synth::{self, SynthConfig};
-use avsc_host::train::{self, TrainConfig, TrainSummary, VisualBackbone};
+use avsc_host::train::cli::{report_training, DeviceArg, TrainOpts};
+use avsc_host::train::{self, TrainConfig, VisualBackbone};
 use avsc_shared::FramePreset;
 use avsc_shared::{FeatureKind, FeaturePreset};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -59,94 +60,6 @@ enum Preset {
     /// paper with a fixed dB floor (no window-relative top_db): spectrograms computable as
     /// the window fills, for networks with fixed input normalisation
     Stream,
-}
-
-/// Phase-I training options shared by train-audio and train-visual.
-#[derive(clap::Args)]
-struct TrainOpts {
-    /// Feature cache made by `prepare`.
-    #[arg(long)]
-    cache: PathBuf,
-    /// Output folder: metrics.csv, best.bpk, checkpoint/.
-    #[arg(long)]
-    out: PathBuf,
-    /// Network widths: paper (published) or tiny (CPU demo).
-    #[arg(long, default_value = "paper")]
-    size: String,
-    /// Cache split to train on (its items are split by location into train/validation).
-    #[arg(long, default_value = "fold1_train")]
-    split: String,
-    #[arg(long, default_value_t = 30)]
-    epochs: usize,
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
-    /// Peak learning rate (cosine schedule down to 1 % of it).
-    #[arg(long)]
-    lr: Option<f64>,
-    /// λ of the λ/2‖Θ‖² penalty.
-    #[arg(long, default_value_t = 1e-4)]
-    l2: f64,
-    /// Mixup α (0 disables mixup).
-    #[arg(long, default_value_t = 0.4)]
-    mixup_alpha: f64,
-    /// Fraction of training items (whole locations) held out for validation.
-    #[arg(long, default_value_t = 0.2)]
-    val_fraction: f64,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Continue from OUT/checkpoint after the last finished epoch.
-    #[arg(long)]
-    resume: bool,
-    #[command(flatten)]
-    dev: DeviceArg,
-    /// Take every hyper-parameter from a run's config.toml (written into each OUT) instead of
-    /// the flags above.
-    #[arg(long, conflicts_with_all = ["split", "epochs", "batch_size", "lr", "l2", "mixup_alpha", "val_fraction", "seed"])]
-    config: Option<PathBuf>,
-}
-
-/// Where the networks run.
-#[derive(clap::Args)]
-struct DeviceArg {
-    /// cpu (burn flex), wgpu (Vulkan) or cuda; the GPU ones need a build with their feature.
-    #[arg(long, default_value = "cpu")]
-    device: train::ComputeDevice,
-}
-
-impl TrainOpts {
-    fn config(&self, default_lr: f64) -> Result<TrainConfig> {
-        let device = self.dev.device;
-        device.open()?; // fail before any work when the device is unusable
-        if let Some(path) = &self.config {
-            let file = train::engine::RunFile::read(path)?;
-            return Ok(TrainConfig { resume: self.resume, device, ..file.train });
-        }
-        let lr = self.lr.unwrap_or(default_lr);
-        Ok(TrainConfig {
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            lr,
-            lr_min: lr * 0.01,
-            weight_decay: self.l2,
-            mixup_alpha: self.mixup_alpha,
-            seed: self.seed,
-            val_fraction: self.val_fraction,
-            split: self.split.clone(),
-            resume: self.resume,
-            device,
-            ..TrainConfig::default()
-        })
-    }
-}
-
-fn report_training(what: &str, s: &TrainSummary) {
-    eprintln!(
-        "{what}: best validation accuracy {:.3} (log loss {:.3}) at epoch {}; model {}",
-        s.best_val_accuracy,
-        s.best_val_log_loss,
-        s.best_epoch,
-        s.best_model.display()
-    );
 }
 
 #[derive(Subcommand)]

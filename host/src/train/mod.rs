@@ -28,6 +28,7 @@
 //! at every epoch, so `resume` reproduces an uninterrupted run. burn's generator is
 //! process-wide: only another thread drawing from it concurrently breaks this.
 
+pub mod cli;
 pub mod data;
 pub mod engine;
 pub mod loader;

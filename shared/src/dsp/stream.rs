@@ -16,7 +16,8 @@ pub struct WindowStream {
     channels: usize,
     /// Per output channel (two), when the source rate is not the preset's.
     resamplers: Vec<ResampleStream>,
-    /// The window at the preset's rate so far, at most `clip_samples` per channel.
+    /// The window at the preset's rate so far, at most `clip_samples` per channel (the first
+    /// only, for mono).
     signal: [Vec<f32>; 2],
     /// One channel of the piece being pushed.
     deinterleaved: Vec<f32>,
@@ -58,7 +59,7 @@ impl FeatureExtractor {
             Vec::new()
         } else {
             let r = Resampler::new(rate, p.sample_rate, &p.resample);
-            vec![ResampleStream::new(r.clone()), ResampleStream::new(r)]
+            (0..channels).map(|_| ResampleStream::new(r.clone())).collect()
         };
         let frames = [self.stft.n_frames(n), self.gam_stft.as_ref().map_or(self.stft.n_frames(n), |g| g.n_frames(n))];
         let plane = |t: usize| vec![0.0f32; p.n_bins * t];
@@ -88,10 +89,10 @@ impl FeatureExtractor {
     pub fn stream_push(&mut self, s: &mut WindowStream, interleaved: &[f32]) {
         let want = self.preset().clip_samples();
         let ch = s.channels;
-        for c in 0..2 {
-            let src = c.min(ch - 1);
+        // A mono window is computed once and stands for both channels at the end.
+        for c in 0..ch {
             s.deinterleaved.clear();
-            s.deinterleaved.extend(interleaved.iter().skip(src).step_by(ch));
+            s.deinterleaved.extend(interleaved.iter().skip(c).step_by(ch));
             let signal = &mut s.signal[c];
             let before = signal.len();
             match s.resamplers.get_mut(c) {
@@ -109,22 +110,23 @@ impl FeatureExtractor {
     /// on the resampled window (zero-padded or cut to `clip_samples`).
     pub fn stream_finish(&mut self, s: &mut WindowStream) -> [Array3; 3] {
         let want = self.preset().clip_samples();
-        for (c, signal) in s.signal.iter_mut().enumerate() {
+        for (c, signal) in s.signal.iter_mut().enumerate().take(s.channels) {
             if let Some(r) = s.resamplers.get_mut(c) {
                 r.finish(signal);
             }
             signal.resize(want, 0.0);
         }
         self.stream_frames(s, true);
-        let n_bins = self.preset().n_bins;
+        let (n_bins, last) = (self.preset().n_bins, s.channels - 1);
         let plane = |p: &[Vec<f32>; 2], t: usize| {
-            let data = p.iter().flat_map(|c| c.iter().copied()).collect();
+            let data = [&p[0], &p[last]].into_iter().flat_map(|c| c.iter().copied()).collect();
             Array3::from_vec([2, n_bins, t], data)
         };
         let mel = plane(&s.mel, s.frames[0]);
         let gam = plane(&s.gam, s.frames[1]);
-        let cqt = [0, 1].map(|c| self.cqt_plane(&s.signal[c]));
-        self.finish_stacks([mel, gam, self.assemble(cqt.into())])
+        let left = self.cqt_plane(&s.signal[0]);
+        let right = if last == 0 { left.clone() } else { self.cqt_plane(&s.signal[1]) };
+        self.finish_stacks([mel, gam, self.assemble(vec![left, right])])
     }
 
     /// Every STFT frame pair whose samples are in (all of them when `done`).
@@ -146,7 +148,7 @@ impl FeatureExtractor {
             let (first, last) = (2 * s.pairs[k], (2 * pairs).min(n_frames));
             let nb = stft.n_bins();
             s.rows.resize((last - first) * nb, 0.0);
-            for c in 0..2 {
+            for c in 0..s.channels {
                 stft.power_pairs(&s.signal[c], n_frames, s.pairs[k]..pairs, &mut s.rows);
                 if k == 0 {
                     self.mel.apply_frames(&s.rows, first, n_frames, &mut s.mel[c]);
