@@ -312,6 +312,7 @@ enum Job {
 }
 
 fn jobs(inputs: &[PathBuf]) -> Result<Vec<Job>> {
+    use avsc_shared::decode::{AUDIO_EXTENSIONS, VIDEO_EXTENSIONS};
     let mut jobs: Vec<Job> = Vec::new();
     for p in inputs {
         if p.is_dir() {
@@ -323,13 +324,14 @@ fn jobs(inputs: &[PathBuf]) -> Result<Vec<Job>> {
         }
         let ext = p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
         match ext.as_deref() {
-            Some("mp4" | "m4v" | "mov") => jobs.push(Job::Mp4(p.clone())),
-            Some(e) if avsc_shared::decode::AUDIO_EXTENSIONS.contains(&e) => jobs.push(Job::Wav(p.clone(), None)),
+            Some(e) if VIDEO_EXTENSIONS.contains(&e) => jobs.push(Job::Mp4(p.clone())),
+            Some(e) if AUDIO_EXTENSIONS.contains(&e) => jobs.push(Job::Wav(p.clone(), None)),
             _ if !p.exists() => bail!("{}: no such file", p.display()),
             _ => bail!(
-                "{}: not a video (mp4, mov), an audio file ({}), nor an image folder",
+                "{}: not a video ({}), an audio file ({}), nor an image folder",
                 p.display(),
-                avsc_shared::decode::AUDIO_EXTENSIONS.join(", ")
+                VIDEO_EXTENSIONS.join(", "),
+                AUDIO_EXTENSIONS.join(", ")
             ),
         }
     }
@@ -419,8 +421,14 @@ fn classify_one(
     tracing::info!("{}", audio.describe());
     let feed = frames.map_or(FrameFeed::None, FrameFeed::pull);
     let name = path.display().to_string();
-    run_loop(engine, &mut audio, feed, &a.common.loop_options(), stop, Some(&name), out.as_mut())
-        .with_context(|| name.clone())?;
+    // Decoding errors name the file already; others (inference) get its name here.
+    run_loop(engine, &mut audio, feed, &a.common.loop_options(), stop, Some(&name), out.as_mut()).map_err(|e| {
+        if format!("{e:#}").starts_with(&name) {
+            e
+        } else {
+            e.context(name.clone())
+        }
+    })?;
     Ok(())
 }
 

@@ -216,25 +216,29 @@ fn ffmpeg(dir: &std::path::Path, input: &std::path::Path, args: &[&str], name: &
 }
 
 /// Outdoor cameras record no sound, and some videos carry audio this build does not decode
-/// (ALAC): both are classified from their frames by the visual-only head, each window
-/// saying why; MP3 in MP4 (some phones) is decoded. In a batch, a broken
-/// file is one error line, the files after it are still classified, and the exit is non-zero.
+/// (AC-3): both are classified from their frames by the visual-only head, each window
+/// saying why; MP3 in MP4 (some phones), ALAC in MP4 and uncompressed PCM in MOV (cameras,
+/// editors) are decoded. In a batch, a broken file is one error line, the files after it
+/// are still classified, and the exit is non-zero.
 #[test]
 fn videos_without_usable_audio_are_visual_only_and_a_bad_file_does_not_stop_the_batch() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = write_bundle(&dir.path().join("b"), BundleSpec::default());
     let clip = first("video", "mp4");
     let silent = ffmpeg(dir.path(), &clip, &["-an", "-c:v", "copy"], "camera.mp4");
-    // ALAC in MP4: audio this build does not decode.
-    let alac = ffmpeg(dir.path(), &clip, &["-c:v", "copy", "-c:a", "alac"], "alac.mp4");
+    // AC-3 in MP4: audio this build does not decode.
+    let ac3 = ffmpeg(dir.path(), &clip, &["-c:v", "copy", "-c:a", "ac3"], "ac3.mp4");
     let mp3 = ffmpeg(dir.path(), &clip, &["-c:v", "copy", "-c:a", "libmp3lame"], "mp3-in-mp4.mp4");
+    // The same 16-bit samples, losslessly: Apple Lossless in MP4, 24-bit PCM in MOV.
+    let alac = ffmpeg(dir.path(), &clip, &["-c:v", "copy", "-c:a", "alac", "-sample_fmt", "s16p"], "alac.mp4");
+    let pcm = ffmpeg(dir.path(), &alac, &["-c:v", "copy", "-c:a", "pcm_s24le"], "camera-pcm.mov");
     let corrupt = dir.path().join("corrupt.mp4");
     std::fs::write(&corrupt, &std::fs::read(&clip).unwrap()[..2000]).unwrap();
     let wav = first("audio", "wav");
     let o = bin()
         .args(["classify", "--bundle"])
         .arg(&bundle)
-        .args([&silent, &alac, &corrupt, &wav, &mp3])
+        .args([&silent, &ac3, &corrupt, &wav, &mp3, &alac, &pcm])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
@@ -244,8 +248,8 @@ fn videos_without_usable_audio_are_visual_only_and_a_bad_file_does_not_stop_the_
     assert!(errors[0].contains("corrupt.mp4"), "{}", errors[0]);
     let lines: Vec<serde_json::Value> =
         String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 4, "{lines:?}");
-    for (v, (file, why)) in lines.iter().zip([(&silent, "no audio track"), (&alac, "audio not decoded")]) {
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    for (v, (file, why)) in lines.iter().zip([(&silent, "no audio track"), (&ac3, "audio not decoded")]) {
         check_line(v);
         assert_eq!(v["source"], file.display().to_string());
         assert_eq!(v["modalities"], serde_json::json!(["visual"]));
@@ -255,8 +259,12 @@ fn videos_without_usable_audio_are_visual_only_and_a_bad_file_does_not_stop_the_
     }
     assert_eq!(lines[2]["source"], wav.display().to_string(), "the file after the broken one");
     assert_eq!(lines[2]["modalities"], serde_json::json!(["audio"]));
-    // MP3 in MP4 is decoded: both modalities.
-    check_line(&lines[3]);
-    assert_eq!(lines[3]["source"], mp3.display().to_string());
-    assert_eq!(lines[3]["modalities"], serde_json::json!(["audio", "visual"]));
+    // MP3 and ALAC in MP4, PCM in MOV are decoded: both modalities.
+    for (v, file) in lines[3..].iter().zip([&mp3, &alac, &pcm]) {
+        check_line(v);
+        assert_eq!(v["source"], file.display().to_string());
+        assert_eq!(v["modalities"], serde_json::json!(["audio", "visual"]), "{v}");
+        assert!(v.get("note").is_none_or(|n| n.is_null()), "{v}");
+    }
+    assert_eq!(lines[4]["probabilities"], lines[5]["probabilities"], "ALAC and PCM hold the same samples");
 }

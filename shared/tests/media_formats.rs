@@ -209,3 +209,125 @@ fn portrait_phone_video_frames_come_out_upright() {
         eprintln!("rotate {rotate}: {}x{}, mean difference from ffmpeg {mad:.2} levels", img.width, img.height);
     }
 }
+
+/// Cameras and editors (QuickTime) store uncompressed audio in MOV, in every sample format
+/// QuickTime names: each must give the source's samples exactly (8-bit ones to their
+/// resolution), read chunk by chunk: the track lists chunks, not its 132,300 frames.
+#[test]
+fn pcm_in_mov_in_every_quicktime_format() {
+    let (dir, src) = fixture_dir();
+    // Rates above 65,535 Hz do not fit sound descriptions 0 and 1: ffmpeg writes version 2
+    // `lpcm` (the same samples, declared at 96 kHz).
+    let src96 = dir.path().join("src96.wav");
+    std::fs::write(&src96, wav::encode(&Audio { sample_rate: 96_000, ..source() }, false)).unwrap();
+    let cases = [
+        ("pcm_s16le", &src, "sowt", true),
+        ("pcm_s16be", &src, "twos", true),
+        ("pcm_s24le", &src, "in24", true),
+        ("pcm_s24be", &src, "in24", true),
+        ("pcm_s32le", &src, "in32", true),
+        ("pcm_f32le", &src, "fl32", true),
+        ("pcm_f64be", &src, "fl64", true),
+        ("pcm_u8", &src, "raw ", false),
+        ("pcm_s8", &src, "sowt", false),
+        ("pcm_s24le", &src96, "lpcm", true),
+    ];
+    for (i, (codec, input, tag, exact)) in cases.into_iter().enumerate() {
+        let mov = ffmpeg(dir.path(), input, &["-c:a", codec, "-f", "mov"], &format!("{i}-{codec}.mov"));
+        let bytes = std::fs::read(&mov).unwrap();
+        assert!(bytes.windows(4).any(|w| w == tag.as_bytes()), "{codec}: ffmpeg should write '{tag}'");
+        let a = decode_audio(&mov).unwrap_or_else(|e| panic!("{codec}: {e:#}"));
+        let want = source();
+        let rate = if tag == "lpcm" { 96_000 } else { RATE };
+        assert_eq!((a.sample_rate, a.channels.len(), a.n_samples()), (rate, 2, want.n_samples()), "{codec}");
+        if exact {
+            assert!(a.channels == want.channels, "{codec}: the samples exactly");
+        } else {
+            for (g, w) in a.channels.iter().zip(&want.channels) {
+                let worst = g.iter().zip(w).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+                assert!(worst <= 1.0 / 128.0, "{codec}: off by {worst}");
+            }
+        }
+        let movie = avsc_shared::decode::mp4::parse(&bytes).unwrap();
+        let track = movie.track(avsc_shared::decode::mp4::Kind::Audio).unwrap();
+        assert!(track.samples.len() * 100 < want.n_samples(), "{codec}: {} samples listed", track.samples.len());
+    }
+}
+
+/// Rewrite the AudioSpecificConfig of an MP4 made by ffmpeg (`moov` after `mdat`, 4-byte
+/// descriptor lengths) to `asc`, fixing the sizes of every box and descriptor around it.
+fn with_asc(mp4: &[u8], asc: &[u8]) -> Vec<u8> {
+    let find = |hay: &[u8], needle: &[u8], from: usize| {
+        hay[from..].windows(needle.len()).position(|w| w == needle).map(|p| p + from)
+    };
+    let esds = find(mp4, b"esds", 0).expect("an esds box") - 4;
+    let moov = find(mp4, b"moov", 0).unwrap() - 4;
+    assert!(find(mp4, b"mdat", 0).unwrap() < moov, "samples before moov: their offsets stay");
+    let dsi = find(mp4, &[0x05, 0x80, 0x80, 0x80], esds).unwrap();
+    let old_len = mp4[dsi + 4] as usize;
+    let delta = asc.len() as i64 - old_len as i64;
+    let mut out = mp4.to_vec();
+    let add = |b: &mut [u8], at: usize, width: usize| {
+        let mut v = 0i64;
+        for k in 0..width {
+            v = (v << 8) | b[at + k] as i64;
+        }
+        let v = (v + delta).to_be_bytes();
+        b[at..at + width].copy_from_slice(&v[8 - width..]);
+    };
+    // The ES and DecoderConfig descriptors enclose the DSI: their last length byte.
+    for tag in [0x03u8, 0x04] {
+        let d = find(mp4, &[tag, 0x80, 0x80, 0x80], esds).unwrap();
+        assert!(d < dsi);
+        add(&mut out, d + 4, 1);
+    }
+    add(&mut out, dsi + 4, 1);
+    // Every box from moov down whose bytes hold the DSI.
+    let (mut start, mut end) = (moov, mp4.len());
+    while start < esds + 8 {
+        let mut p = start;
+        while p < end {
+            let size = u32::from_be_bytes(mp4[p..p + 4].try_into().unwrap()) as usize;
+            if (p..p + size).contains(&dsi) {
+                add(&mut out, p, 4);
+                let skip = match &mp4[p + 4..p + 8] {
+                    b"stsd" => 16,
+                    b"mp4a" => 36,
+                    _ => 8,
+                };
+                (start, end) = (p + skip, p + size);
+                break;
+            }
+            p += size;
+        }
+        assert!(p < end, "no box holds the DSI");
+    }
+    out.splice(dsi + 5..dsi + 5 + old_len, asc.iter().copied());
+    out
+}
+
+/// HE-AAC (SBR; v2 adds parametric stereo) is AAC-LC at half the rate plus side information.
+/// The decoder takes AAC-LC only: an HE-AAC stream is decoded as its core, saying so. No
+/// encoder at hand writes HE-AAC, so the test declares an AAC-LC stream at 24 kHz to be the
+/// core of 48-kHz HE-AAC (explicit signalling, as Android and Apple encoders write it): it
+/// must decode to the LC stream's samples, with the note. 5.1 AAC is refused naming the
+/// layout (the device then falls back to the pictures, see device/tests/classify.rs).
+#[test]
+fn he_aac_decodes_its_core_and_surround_aac_is_named() {
+    let (dir, src) = fixture_dir();
+    let lc = ffmpeg(dir.path(), &src, &["-c:a", "aac", "-ar", "24000"], "lc24.mp4");
+    let he = dir.path().join("he.m4a");
+    std::fs::write(&he, with_asc(&std::fs::read(&lc).unwrap(), &[0x2B, 0x11, 0x88, 0x00])).unwrap();
+    let (a, b) = (decode_audio(&lc).unwrap(), decode_audio(&he).unwrap());
+    assert_eq!((b.sample_rate, b.channels.len()), (24_000, 2));
+    assert!(a.channels == b.channels, "the core is the LC stream");
+    let s = avsc_shared::decode::open_audio(&he).unwrap();
+    let note = avsc_shared::decode::AudioStream::note(&s).expect("a note");
+    assert!(note.contains("HE-AAC, stereo, 48000 Hz") && note.contains("above 12000 Hz"), "{note}");
+    assert!(avsc_shared::decode::AudioStream::note(&avsc_shared::decode::open_audio(&lc).unwrap()).is_none());
+
+    let surround = dir.path().join("surround.mp4");
+    std::fs::write(&surround, with_asc(&std::fs::read(&lc).unwrap(), &[0x13, 0x30])).unwrap();
+    let e = format!("{:#}", decode_audio(&surround).unwrap_err());
+    assert!(e.contains("AAC-LC, 5.1, 24000 Hz is not decoded"), "{e}");
+}

@@ -27,7 +27,12 @@ impl FileAudio {
     pub fn open(path: &Path) -> Result<FileAudio> {
         let stream = avsc_shared::decode::open_audio(path)?;
         let channels_in = stream.channels();
-        let note = (channels_in > 2).then(|| Stereo::Downmixed(channels_in).note("audio")).flatten();
+        let mixed = (channels_in > 2).then(|| Stereo::Downmixed(channels_in).note("audio")).flatten();
+        // What the decoder left out (HE-AAC's upper band), then the mix-down.
+        let note = match (stream.note(), mixed) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        };
         let planar = if channels_in > 2 { vec![Vec::new(); channels_in] } else { Vec::new() };
         let name = path.display().to_string();
         Ok(FileAudio { stream, channels_in, pos: 0, name, note, wide: Vec::new(), planar })

@@ -40,7 +40,7 @@ pub fn list(root: &Path) -> Result<Listing> {
             let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
             let slot = match (path.is_dir(), ext.as_deref()) {
                 (true, _) => 2,
-                (false, Some("mp4" | "mov")) => 1,
+                (false, Some(e)) if avsc_shared::decode::VIDEO_EXTENSIONS.contains(&e) => 1,
                 (false, Some(e)) if avsc_shared::decode::AUDIO_EXTENSIONS.contains(&e) => 0,
                 _ => continue,
             };

@@ -1,20 +1,21 @@
-//! AAC-LC (and MP3-in-MP4) decoding (symphonia) of an MP4 audio track, trimmed so that
-//! sample 0 is presentation time 0.
+//! AAC-LC (and MP3 and ALAC in MP4) decoding (symphonia) of an MP4 audio track, trimmed so
+//! that sample 0 is presentation time 0.
 //!
 //! AAC encoders prepend "priming" samples (1024 for ffmpeg/libfdk, 2112 for Apple) that the
 //! decoder's output still contains. The container says how many: the edit list's
 //! `media_time`, or iTunes' `iTunSMPB` tag when there is no edit list. Left in, they would
 //! shift the audio ~21-44 ms against the video and against the WAV the model trained on.
 
+use super::asc::AacConfig;
 use super::mp4::{self, Codec, Track};
 use super::stream::{Decoded, Packets};
 use anyhow::{anyhow, bail, ensure, Result};
 use std::fs::File;
-use symphonia::core::codecs::audio::well_known::{CODEC_ID_AAC, CODEC_ID_MP3};
+use symphonia::core::codecs::audio::well_known::{CODEC_ID_AAC, CODEC_ID_ALAC, CODEC_ID_MP3};
 use symphonia::core::codecs::audio::{AudioCodecParameters, AudioDecoder, AudioDecoderOptions};
 use symphonia::core::packet::PacketRef;
 use symphonia::core::units::{Duration, Timestamp};
-use symphonia::default::codecs::{AacDecoder, MpaDecoder};
+use symphonia::default::codecs::{AacDecoder, AlacDecoder, MpaDecoder};
 
 /// The packets of an MP4 audio track, decoded one at a time.
 pub(super) struct Mp4Packets {
@@ -26,6 +27,8 @@ pub(super) struct Mp4Packets {
     next: usize,
     data: Vec<u8>,
     rate: u32,
+    /// What the decoding leaves out (HE-AAC's upper band).
+    note: Option<String>,
 }
 
 impl Packets for Mp4Packets {
@@ -44,6 +47,10 @@ impl Packets for Mp4Packets {
     fn frames_hint(&self) -> Option<u64> {
         Some(self.track.samples.len() as u64 * self.frame)
     }
+
+    fn note(&self) -> Option<String> {
+        self.note.clone()
+    }
 }
 
 /// Open `track` (of `movie`, parsed from `file`) for streaming, trimmed so that frame 0 is
@@ -51,22 +58,46 @@ impl Packets for Mp4Packets {
 pub(super) fn open(file: File, movie: &mp4::Movie, track: &Track) -> Result<Decoded<Mp4Packets>> {
     let mut params = AudioCodecParameters::new();
     let opts = AudioDecoderOptions::default();
+    let mut note = None;
     let (dec, frame): (Box<dyn AudioDecoder>, u64) = match &track.codec {
         Codec::Aac { asc } => {
+            let cfg = AacConfig::parse(asc).map_err(|e| anyhow!("bad AAC configuration ({e})"))?;
+            // The decoder reads AAC-LC, mono or stereo: HE-AAC through its core.
+            let what = cfg.describe();
+            ensure!(
+                matches!(cfg.channel_config, 1 | 2),
+                "{what} is not decoded (only mono and stereo AAC are, not surround)"
+            );
+            if cfg.he_rate.is_some() {
+                note = Some(format!(
+                    "audio: {what} decoded without its SBR band (nothing above {} Hz{})",
+                    cfg.rate / 2,
+                    if cfg.object_type == 29 { ", mono" } else { "" }
+                ));
+            }
+            let config = cfg.lc.clone().unwrap_or_else(|| asc.clone());
             params.codec = CODEC_ID_AAC;
-            params.extra_data = Some(asc.clone().into_boxed_slice());
+            params.extra_data = Some(config.into_boxed_slice());
             let dec = AacDecoder::try_new(&params, &opts)
-                .map_err(|e| anyhow!("unsupported AAC stream ({e}); only AAC-LC mono/stereo is decoded"))?;
+                .map_err(|e| anyhow!("{what} is not decoded ({})", e.to_string().replace(": ", " ")))?;
             (Box::new(dec), 1024)
         }
         Codec::Mp3 => {
             params.codec = CODEC_ID_MP3;
             (Box::new(MpaDecoder::try_new(&params, &opts).map_err(|e| anyhow!("MP3 in MP4: {e}"))?), 1152)
         }
-        _ => bail!("audio track is neither AAC nor MP3"),
+        Codec::Alac { cookie } => {
+            params.codec = CODEC_ID_ALAC;
+            params.extra_data = Some(cookie.clone().into_boxed_slice());
+            let dec = AlacDecoder::try_new(&params, &opts).map_err(|e| anyhow!("Apple Lossless (ALAC): {e}"))?;
+            // The cookie starts with the frames per packet (4096 from Apple's encoders).
+            let frame = u32::from_be_bytes(cookie[..4].try_into().unwrap()).max(1);
+            (Box::new(dec), frame as u64)
+        }
+        _ => bail!("audio track is neither AAC, MP3 nor ALAC"),
     };
     ensure!(!track.samples.is_empty(), "audio track has no samples");
-    let packets = Mp4Packets { file, track: track.clone(), dec, frame, next: 0, data: Vec::new(), rate: 0 };
+    let packets = Mp4Packets { file, track: track.clone(), dec, frame, next: 0, data: Vec::new(), rate: 0, note };
     let frames = track.samples.len() as u64 * frame;
     Decoded::new(packets, |p| p.rate, |rate| trim(rate, movie, track, frames))
 }

@@ -8,16 +8,20 @@ use super::stream::{Decoded, Packets};
 use anyhow::{anyhow, Context, Result};
 use std::fs::File;
 use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
+use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::FormatReader;
 use symphonia::core::formats::{FormatOptions, TrackType};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 
-/// File name extensions of the audio files [`open`] is meant for (the product's own
-/// WAV reader and the MP4 demuxer take `wav`, `mp4`, `m4a`, `mov` first).
-pub const AUDIO_EXTENSIONS: [&str; 11] =
-    ["wav", "flac", "ogg", "oga", "mp3", "aif", "aiff", "aifc", "caf", "m4a", "wave"];
+/// File name extensions of audio files (the product's own WAV reader and MP4 demuxer take
+/// `wav`, `m4a` and `m4b` first; [`open`] the rest; `aac` is raw ADTS).
+pub const AUDIO_EXTENSIONS: [&str; 13] =
+    ["wav", "flac", "ogg", "oga", "mp3", "aif", "aiff", "aifc", "caf", "m4a", "m4b", "aac", "wave"];
+
+/// File name extensions of videos (ISO base media: MP4, QuickTime MOV, 3GPP).
+pub const VIDEO_EXTENSIONS: [&str; 5] = ["mp4", "m4v", "mov", "3gp", "3g2"];
 
 /// Packets of the default audio track, as symphonia decodes them.
 pub(super) struct SymphoniaPackets {
@@ -63,8 +67,13 @@ pub(super) fn open(file: File, extension: Option<&str>) -> Result<Decoded<Sympho
     }
     let reader = symphonia::default::get_probe()
         .probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
-        .map_err(|_| {
-            anyhow!("not an audio format this build reads (WAV, FLAC, OGG Vorbis, MP3, AIFF, CAF, MP4/M4A)")
+        .map_err(|e| match e {
+            SymphoniaError::Unsupported(_) => {
+                anyhow!("not an audio format this build reads (WAV, FLAC, OGG Vorbis, MP3, AIFF, CAF, MP4/M4A)")
+            }
+            // The format was recognised, and its headers are broken (or stricter than the
+            // reader: a FLAC cue sheet off the CD grid).
+            e => anyhow!("malformed file ({})", e.to_string().replace(": ", " ")),
         })?;
     let track = reader.default_track(TrackType::Audio).context("no audio track")?;
     let id = track.id;

@@ -1,5 +1,6 @@
-//! Media decoding (cargo feature `decode`): MP4 files with H.264 video and AAC-LC audio,
-//! as the dataset and the device's recordings have them, plus WAV audio.
+//! Media decoding (cargo feature `decode`): MP4/MOV files with H.264 video and AAC-LC, MP3,
+//! ALAC or uncompressed (PCM) audio, as the dataset, phones and cameras write them, plus
+//! audio files (WAV by the product's own reader, the rest by symphonia).
 //!
 //! Frames are sampled by presentation time, not by index: for `fps` frames per second the
 //! targets are t = (k + 0.5) / fps s and each takes the frame whose presentation timestamp
@@ -16,13 +17,16 @@
 //! Every error is one line naming the file and the reason; corrupt input never panics.
 
 mod aac;
+mod asc;
 mod audio_file;
 mod frames;
 mod h264;
 pub mod mp4;
+mod pcm;
 mod stream;
 
-pub use audio_file::AUDIO_EXTENSIONS;
+pub use asc::AacConfig;
+pub use audio_file::{AUDIO_EXTENSIONS, VIDEO_EXTENSIONS};
 pub use frames::MAX_FRAME_TARGETS;
 pub use stream::{AudioStream, Named};
 
@@ -155,7 +159,10 @@ pub fn open_audio(path: &Path) -> Result<Named> {
         if is_iso_bmff(magic) {
             let movie = parse(&file)?;
             let track = audio_track(&movie)?.clone();
-            return Ok(Box::new(aac::open(file, &movie, &track)?));
+            return Ok(match track.codec {
+                Codec::Pcm(_) => Box::new(pcm::open(file, &movie, &track)?),
+                _ => Box::new(aac::open(file, &movie, &track)?),
+            });
         }
         Ok(Box::new(audio_file::open(file, ext.as_deref())?))
     })?;
@@ -244,7 +251,7 @@ fn video_track(movie: &Movie) -> Result<&Track> {
     let t = movie.track(Kind::Video).context("no video track")?;
     match &t.codec {
         Codec::Avc { .. } => Ok(t),
-        Codec::Aac { .. } | Codec::Mp3 => bail!("video track holds audio"),
+        Codec::Aac { .. } | Codec::Mp3 | Codec::Alac { .. } | Codec::Pcm(_) => bail!("video track holds audio"),
         Codec::Other(c) => bail!("unsupported video codec '{c}' (only H.264 is decoded)"),
     }
 }
@@ -252,9 +259,9 @@ fn video_track(movie: &Movie) -> Result<&Track> {
 fn audio_track(movie: &Movie) -> Result<&Track> {
     let t = movie.track(Kind::Audio).context("no audio track")?;
     match &t.codec {
-        Codec::Aac { .. } | Codec::Mp3 => Ok(t),
+        Codec::Aac { .. } | Codec::Mp3 | Codec::Alac { .. } | Codec::Pcm(_) => Ok(t),
         Codec::Avc { .. } => bail!("audio track holds H.264"),
-        Codec::Other(c) => bail!("unsupported audio codec '{c}' (AAC-LC and MP3 are decoded)"),
+        Codec::Other(c) => bail!("unsupported audio codec '{c}' (AAC-LC, MP3, ALAC and PCM are decoded)"),
     }
 }
 

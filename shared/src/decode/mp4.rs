@@ -10,6 +10,9 @@ use anyhow::{bail, ensure, Context, Result};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
+mod stsd;
+pub use stsd::Pcm;
+
 /// The codec of a track, with what its decoder needs from the sample description.
 #[derive(Clone, Debug)]
 pub enum Codec {
@@ -19,6 +22,11 @@ pub enum Codec {
     Aac { asc: Vec<u8> },
     /// MPEG-1/2 layer III in `mp4a` (object type 0x69 / 0x6B), as some phones record it.
     Mp3,
+    /// Apple Lossless: the 24-byte ALACSpecificConfig.
+    Alac { cookie: Vec<u8> },
+    /// Uncompressed audio (QuickTime's sound formats). Its [`Track::samples`] are whole
+    /// chunks, not frames: see [`Sample`].
+    Pcm(Pcm),
     /// Anything else, by its sample-entry four-character code.
     Other(String),
 }
@@ -32,6 +40,10 @@ pub enum Kind {
 
 /// One access unit: where it is in the file and when it is decoded and shown
 /// (media timescale ticks; `pts` before the edit list is applied).
+///
+/// For uncompressed audio ([`Codec::Pcm`]) one `Sample` is one chunk of frames: the sample
+/// table counts every frame, and a one-hour recording listed frame by frame would take
+/// gigabytes; its chunks take a few MB (and the tables are in the file already).
 #[derive(Clone, Copy, Debug)]
 pub struct Sample {
     pub offset: u64,
@@ -213,19 +225,14 @@ impl<'a> Rd<'a> {
     }
 }
 
-/// Parse the `moov` of an MP4 file held in memory (what [`parse_file`] does on disk; for
-/// fuzzing and tests).
+/// Parse the `moov` of an MP4 file held in memory, as [`parse_file`] does on disk (the same
+/// walk: for fuzzing and tests).
 pub fn parse(file: &[u8]) -> Result<Movie> {
-    let mut moov = None;
-    for bx in boxes(file) {
-        let bx = bx?;
-        match &bx.typ {
-            b"moov" => moov = Some(bx.body),
-            b"moof" => bail!("fragmented MP4 ('moof') is not supported"),
-            _ => {}
-        }
-    }
-    parse_moov(moov.context("no 'moov' box (not an MP4 file, or truncated)")?, file.len() as u64)
+    parse_at(file.len() as u64, &mut |at, buf| {
+        let b = usize::try_from(at).ok().and_then(|at| file.get(at..)).and_then(|b| b.get(..buf.len()));
+        buf.copy_from_slice(b.context("read past the end of the file")?);
+        Ok(())
+    })
 }
 
 /// The largest `moov` read (sample tables of a 24-hour 60-fps video take about 100 MB).
@@ -235,13 +242,19 @@ const MAX_MOOV: u64 = 256 << 20;
 /// `moov` itself: the media data stays on disk (samples are read with [`Sample::read`]).
 pub fn parse_file(file: &File) -> Result<Movie> {
     let len = file.metadata().context("cannot stat")?.len();
+    parse_at(len, &mut |at, buf| file.read_exact_at(buf, at).context("cannot read"))
+}
+
+/// Walk the top-level boxes of a file of `len` bytes through `read_at` (offset, buffer to
+/// fill), read the `moov` and parse it.
+fn parse_at(len: u64, read_at: &mut dyn FnMut(u64, &mut [u8]) -> Result<()>) -> Result<Movie> {
     let mut pos = 0u64;
     let mut moov = None;
     while pos < len {
         let mut hdr = [0u8; 16];
         let n = (len - pos).min(16) as usize;
         ensure!(n >= 8, "{n} stray bytes where a box header should be");
-        file.read_exact_at(&mut hdr[..n], pos).context("cannot read")?;
+        read_at(pos, &mut hdr[..n])?;
         let size32 = u32::from_be_bytes(hdr[0..4].try_into().unwrap()) as u64;
         let typ: [u8; 4] = hdr[4..8].try_into().unwrap();
         let (size, head) = match size32 {
@@ -263,7 +276,7 @@ pub fn parse_file(file: &File) -> Result<Movie> {
             b"moov" => {
                 ensure!(size <= MAX_MOOV, "'moov' box of {size} bytes is larger than any real movie's");
                 let mut body = vec![0u8; (size - head) as usize];
-                file.read_exact_at(&mut body, pos + head).context("cannot read")?;
+                read_at(pos + head, &mut body)?;
                 moov = Some(body);
             }
             b"moof" => bail!("fragmented MP4 ('moof') is not supported"),
@@ -326,8 +339,12 @@ fn parse_trak(trak: &[u8], movie_timescale: u32, file_len: u64) -> Result<Track>
         _ => Kind::Other,
     };
     let stbl = need(need(mdia, b"minf")?, b"stbl")?;
-    let codec = parse_stsd(need(stbl, b"stsd")?)?;
-    let samples = parse_samples(stbl, file_len)?;
+    let codec = stsd::parse_stsd(need(stbl, b"stsd")?, timescale)?;
+    let pcm_frame = match &codec {
+        Codec::Pcm(p) => Some(p.frame_bytes()),
+        _ => None,
+    };
+    let samples = parse_samples(stbl, file_len, pcm_frame)?;
 
     let (mut edit_media_time, mut edit_delay, mut edit_duration) = (0, 0.0, None);
     if let Some(elst) = child(trak, b"edts")?.map(|e| child(e, b"elst")).transpose()?.flatten() {
@@ -355,132 +372,32 @@ fn parse_trak(trak: &[u8], movie_timescale: u32, file_len: u64) -> Result<Track>
     Ok(Track { kind, timescale, codec, samples, edit_media_time, edit_delay, edit_duration, rotation })
 }
 
-fn parse_stsd(stsd: &[u8]) -> Result<Codec> {
-    let mut r = Rd::new(stsd, "stsd");
-    r.bytes(8)?; // version, flags, entry count
-    let entry = boxes(&stsd[8..]).next().context("empty 'stsd' box")??;
-    let body = entry.body;
-    match &entry.typ {
-        b"avc1" | b"avc3" => {
-            let mut r = Rd::new(body, "avc1");
-            r.bytes(24)?;
-            let width = r.u16()?;
-            let height = r.u16()?;
-            r.bytes(50)?;
-            let avcc = need(&body[78..], b"avcC")?.to_vec();
-            Ok(Codec::Avc { avcc, width, height })
-        }
-        b"mp4a" => {
-            // Channels and rate come from the AudioSpecificConfig, which the decoder reads.
-            let mut r = Rd::new(body, "mp4a");
-            r.bytes(8)?; // reserved, data reference index
-            let version = r.u16()?;
-            let skip = match version {
-                0 => 28,
-                1 => 28 + 16,
-                2 => 28 + 36,
-                v => bail!("unsupported 'mp4a' sample entry version {v}"),
-            };
-            ensure!(body.len() >= skip, "'mp4a' box is truncated");
-            // ISO files put `esds` in the sample entry; QuickTime (iPhone, HandBrake MOV)
-            // puts it in a `wave` box there (sound description versions 1 and 2).
-            let entries = &body[skip..];
-            let esds = match child(entries, b"esds")? {
-                Some(e) => e,
-                None => match child(entries, b"wave")? {
-                    Some(wave) => need(wave, b"esds").context("QuickTime 'wave' box")?,
-                    None => bail!("missing 'esds' box (in the 'mp4a' sample entry or its QuickTime 'wave' box)"),
-                },
-            };
-            let (oti, asc) = parse_esds(esds)?;
-            match (oti, asc) {
-                (0x40 | 0x66 | 0x67, Some(asc)) => Ok(Codec::Aac { asc }),
-                (0x40 | 0x66 | 0x67, None) => bail!("'esds' has no decoder specific info (AudioSpecificConfig)"),
-                // Not AAC: the file is still readable (its video, its other tracks); the audio
-                // decoder names the codec when asked for this track.
-                (0x69 | 0x6B, _) => Ok(Codec::Mp3),
-                (oti, _) => Ok(Codec::Other(format!("mp4a object type {oti:#04x}"))),
-            }
-        }
-        t => Ok(Codec::Other(fourcc(t))),
-    }
-}
-
-/// `esds`: the DecoderConfigDescriptor's object type and the DecoderSpecificInfo (which
-/// MP3 and some other object types do not carry).
-fn parse_esds(esds: &[u8]) -> Result<(u8, Option<Vec<u8>>)> {
-    fn descriptor<'a>(r: &mut Rd<'a>) -> Result<(u8, &'a [u8])> {
-        let tag = r.u8()?;
-        let mut len = 0usize;
-        for _ in 0..4 {
-            let b = r.u8()?;
-            len = (len << 7) | (b & 0x7f) as usize;
-            if b & 0x80 == 0 {
-                break;
-            }
-        }
-        Ok((tag, r.bytes(len)?))
-    }
-    let mut r = Rd::new(esds, "esds");
-    r.bytes(4)?;
-    let (tag, es) = descriptor(&mut r)?;
-    ensure!(tag == 3, "'esds' does not start with an ES descriptor");
-    let mut r = Rd::new(es, "esds");
-    r.bytes(2)?;
-    let flags = r.u8()?;
-    if flags & 0x80 != 0 {
-        r.bytes(2)?;
-    }
-    if flags & 0x40 != 0 {
-        let n = r.u8()? as usize;
-        r.bytes(n)?;
-    }
-    if flags & 0x20 != 0 {
-        r.bytes(2)?;
-    }
-    while r.pos < r.b.len() {
-        let (tag, dc) = descriptor(&mut r)?;
-        if tag != 4 {
-            continue;
-        }
-        let mut r = Rd::new(dc, "esds");
-        let oti = r.u8()?;
-        r.bytes(12)?;
-        while r.pos < r.b.len() {
-            let (tag, dsi) = descriptor(&mut r)?;
-            if tag == 5 {
-                return Ok((oti, Some(dsi.to_vec())));
-            }
-        }
-        return Ok((oti, None));
-    }
-    bail!("'esds' has no decoder config descriptor")
-}
-
 /// The sample table: sizes (`stsz`/`stz2`), chunk offsets (`stco`/`co64`) and the
-/// sample-to-chunk map (`stsc`) give file positions; `stts` and `ctts` give times.
-fn parse_samples(stbl: &[u8], file_len: u64) -> Result<Vec<Sample>> {
+/// sample-to-chunk map (`stsc`) give file positions; `stts` and `ctts` give times. With
+/// `pcm_frame` (bytes per frame of uncompressed audio) the table's samples are frames, and
+/// each chunk becomes one [`Sample`] of its frames, timed by its first.
+fn parse_samples(stbl: &[u8], file_len: u64, pcm_frame: Option<u32>) -> Result<Vec<Sample>> {
+    let stsz = child(stbl, b"stsz")?.context("missing 'stsz' box ('stz2' compact sizes are not supported)")?;
+    let mut r = Rd::new(stsz, "stsz");
+    r.bytes(4)?;
+    let fixed = r.u32()?;
+    let n = r.u32()?;
     let mut sizes = Vec::new();
-    if let Some(stsz) = child(stbl, b"stsz")? {
-        let mut r = Rd::new(stsz, "stsz");
-        r.bytes(4)?;
-        let fixed = r.u32()?;
-        let n = r.u32()?;
-        if fixed == 0 {
-            let n = r.table(n, 4)?;
-            sizes.reserve(n);
-            for _ in 0..n {
-                sizes.push(r.u32()?);
-            }
-        } else {
-            // Fixed size: the count is only bounded by the file it must fit in.
-            ensure!(fixed as u64 * n as u64 <= file_len, "'stsz' describes more data than the file holds");
-            sizes = vec![fixed; n as usize];
+    if fixed == 0 {
+        ensure!(pcm_frame.is_none(), "uncompressed audio with a size for each frame ('stsz')");
+        let n = r.table(n, 4)?;
+        sizes.reserve(n);
+        for _ in 0..n {
+            sizes.push(r.u32()?);
         }
     } else {
-        bail!("missing 'stsz' box ('stz2' compact sizes are not supported)");
+        // Fixed size: the count is only bounded by the file it must fit in. (For PCM the
+        // size is that of a frame, which the sample description says; QuickTime writes 1.)
+        let each = pcm_frame.unwrap_or(fixed);
+        ensure!(each as u64 * n as u64 <= file_len, "'stsz' describes more data than the file holds");
     }
-    let n = sizes.len();
+    let n = n as usize;
+    let size_of = |i: usize| if fixed == 0 { sizes[i] } else { fixed };
 
     let mut chunk_offsets = Vec::new();
     if let Some(stco) = child(stbl, b"stco")? {
@@ -511,21 +428,39 @@ fn parse_samples(stbl: &[u8], file_len: u64) -> Result<Vec<Sample>> {
         stsc.push((first_chunk as usize - 1, per_chunk as usize));
     }
 
-    let mut samples = Vec::with_capacity(n);
+    let beyond = |i: usize, off: u64, size: u64| -> Result<()> {
+        ensure!(
+            off.checked_add(size).is_some_and(|end| end <= file_len),
+            "sample {i} (bytes {off}..+{size}) lies beyond the end of the file (truncated file?)"
+        );
+        Ok(())
+    };
+    let mut samples = Vec::with_capacity(if pcm_frame.is_some() { chunk_offsets.len() } else { n });
+    // PCM: the frames of each chunk.
+    let mut spans = Vec::new();
     let mut i = 0;
     for (e, &(first, per_chunk)) in stsc.iter().enumerate() {
         let last = stsc.get(e + 1).map_or(chunk_offsets.len(), |s| s.0.min(chunk_offsets.len()));
         for &chunk_offset in chunk_offsets.get(first..last).unwrap_or_default() {
+            if let Some(frame) = pcm_frame {
+                let frames = per_chunk.min(n - i);
+                if frames > 0 {
+                    let size = frames as u64 * frame as u64;
+                    beyond(i, chunk_offset, size)?;
+                    let size = u32::try_from(size).ok().context("a chunk of uncompressed audio over 4 GB")?;
+                    samples.push(Sample { offset: chunk_offset, size, dts: 0, pts: 0 });
+                    spans.push(frames as u64);
+                    i += frames;
+                }
+                continue;
+            }
             let mut off = chunk_offset;
             for _ in 0..per_chunk {
                 if i == n {
                     break;
                 }
-                let size = sizes[i];
-                ensure!(
-                    off.checked_add(size as u64).is_some_and(|end| end <= file_len),
-                    "sample {i} (bytes {off}..+{size}) lies beyond the end of the file (truncated file?)"
-                );
+                let size = size_of(i);
+                beyond(i, off, size as u64)?;
                 samples.push(Sample { offset: off, size, dts: 0, pts: 0 });
                 off += size as u64;
                 i += 1;
@@ -534,24 +469,36 @@ fn parse_samples(stbl: &[u8], file_len: u64) -> Result<Vec<Sample>> {
     }
     ensure!(i == n, "sample tables disagree: 'stsz' has {n} samples, the chunk map places {i}");
 
+    // Decode times: each sample takes the next `span` entries of `stts` (1, or a PCM
+    // chunk's frames); entries past the last sample are ignored, so a count of 2^32 - 1
+    // costs nothing.
     let mut r = Rd::new(need(stbl, b"stts")?, "stts");
     r.bytes(4)?;
     let c = r.u32()?;
-    let (mut dts, mut k) = (0i64, 0usize);
-    for _ in 0..r.table(c, 8)? {
-        let count = r.u32()? as usize;
-        let delta = r.u32()? as i64;
-        // Entries past the last sample are ignored: a count of 2^32 - 1 must not loop.
-        for s in &mut samples[k..k + count.min(n - k)] {
-            s.dts = dts;
-            s.pts = dts;
-            dts = dts.checked_add(delta).context("'stts' decode times overflow")?;
+    let mut entries = r.table(c, 8)?;
+    let (mut dts, mut left, mut delta, mut k) = (0i64, 0u64, 0i64, 0usize);
+    for (j, s) in samples.iter_mut().enumerate() {
+        s.dts = dts;
+        s.pts = dts;
+        let mut span = spans.get(j).copied().unwrap_or(1);
+        while span > 0 {
+            if left == 0 {
+                ensure!(entries > 0, "'stts' times {k} of {n} samples");
+                entries -= 1;
+                left = r.u32()? as u64;
+                delta = r.u32()? as i64;
+                continue;
+            }
+            let m = span.min(left);
+            dts = (m as i64)
+                .checked_mul(delta)
+                .and_then(|d| dts.checked_add(d))
+                .context("'stts' decode times overflow")?;
+            (span, left, k) = (span - m, left - m, k + m as usize);
         }
-        k += count.min(n - k);
     }
-    ensure!(k == n, "'stts' times {k} of {n} samples");
 
-    if let Some(ctts) = child(stbl, b"ctts")? {
+    if let (Some(ctts), None) = (child(stbl, b"ctts")?, pcm_frame) {
         let mut r = Rd::new(ctts, "ctts");
         r.bytes(4)?;
         let c = r.u32()?;
