@@ -56,11 +56,13 @@ export PKG_CONFIG_SYSROOT_DIR_aarch64_unknown_linux_gnu=/
 # The memory soak (400 windows of inference, ~30 s natively) would take over 10 minutes
 # under qemu, the live-loop test runs a scripted minute 10x faster than real time, which
 # emulation cannot keep up with, and the long-file test decodes 3 minutes of video twice;
-# all three run natively in the workspace tests and are skipped here.
+# all three run natively in the workspace tests and are skipped here, as are the
+# third-party recordings (a hundred files).
 step "cargo test -p avsc-device --target $TARGET (qemu-aarch64-static)"
 cargo test -p avsc-device --target "$TARGET" --locked -- \
   --skip windows_without_memory_growth --skip a_microphone_outage_and_a_camera_stall_keep_one_timeline \
-  --skip a_long_recording_classifies_in_the_memory_of_a_short_one
+  --skip a_long_recording_classifies_in_the_memory_of_a_short_one \
+  --skip real_recordings_by_others --skip real_lossless_files
 
 if [ "${AVSC_AARCH64_RELEASE:-0}" = 1 ]; then
   step "cargo build -p avsc-device --release --target $TARGET"

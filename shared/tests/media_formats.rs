@@ -331,3 +331,43 @@ fn he_aac_decodes_its_core_and_surround_aac_is_named() {
     let e = format!("{:#}", decode_audio(&surround).unwrap_err());
     assert!(e.contains("AAC-LC, 5.1, 24000 Hz is not decoded"), "{e}");
 }
+
+/// Fragmented MP4 (Safari's MediaRecorder, streaming tools, some camera apps): `moof`
+/// fragments after an empty `moov`. Remuxed from a tau-mini clip without re-encoding, with
+/// explicit base offsets (ffmpeg's default), with `default-base-is-moof`, and in short
+/// fragments of both tracks, it must give the clip's packets: ffmpeg writes no edit list
+/// there, so the audio keeps the encoder's 1,024 priming samples and the video starts two
+/// frames (its B-frame delay) late, as ffmpeg's own decoder shows it; past that, the same
+/// samples and the same pictures.
+#[test]
+fn fragmented_mp4_gives_the_clips_audio_and_frames() {
+    use avsc_shared::decode::decode_video_frames;
+    let dir = tempfile::tempdir().unwrap();
+    let mp4 = avsc_shared::reference_dir().join("media/tau-mini/video/park-lisbon-1141-40029.mp4");
+    let (audio, frames) = (decode_audio(&mp4).unwrap(), decode_video_frames(&mp4, 30.0, Some(1.0)).unwrap());
+    assert_eq!(frames.len(), 30);
+    for (i, flags) in
+        ["frag_keyframe+empty_moov", "frag_keyframe+empty_moov+default_base_moof", "empty_moov+default_base_moof"]
+            .into_iter()
+            .enumerate()
+    {
+        let mut args = vec!["-c", "copy", "-movflags", flags];
+        if i == 2 {
+            args.extend(["-frag_duration", "400000"]);
+        }
+        let frag = ffmpeg(dir.path(), &mp4, &args, &format!("frag{i}.mp4"));
+        let bytes = std::fs::read(&frag).unwrap();
+        let moofs = bytes.windows(4).filter(|w| w == b"moof").count();
+        assert!(moofs >= 2, "{flags}: {moofs} fragments");
+        let a = decode_audio(&frag).unwrap_or_else(|e| panic!("{flags}: {e:#}"));
+        assert_eq!((a.sample_rate, a.n_samples()), (audio.sample_rate, 470 * 1024), "{flags}: every packet");
+        for (got, want) in a.channels.iter().zip(&audio.channels) {
+            assert!(got[1024..1024 + want.len()] == want[..], "{flags}: the same samples after the priming");
+        }
+        let f = decode_video_frames(&frag, 30.0, Some(1.0)).unwrap();
+        assert_eq!(f.len(), 30, "{flags}");
+        for (x, y) in f[2..].iter().zip(&frames) {
+            assert!((x.0 - y.0 - 2.0 / 30.0).abs() < 1e-9 && x.1 == y.1, "{flags}: frame at {} s", x.0);
+        }
+    }
+}

@@ -1,15 +1,16 @@
-//! A small ISO-BMFF (MP4) demuxer: just enough of `moov` to locate every sample of one
-//! H.264 and one AAC track, with decode and composition times and the edit list.
+//! A small ISO-BMFF (MP4, QuickTime MOV, 3GPP) demuxer: just enough of `moov` (and of the
+//! `moof` fragments of a fragmented file) to locate every sample of one H.264 and one audio
+//! track, with decode and composition times and the edit list.
 //!
 //! Hand-written rather than a crate so that every size and offset read from the file is
 //! checked before use: corrupt or truncated input must give an error, never a panic or a
-//! huge allocation. Fragmented MP4 (`moof`) is not supported (the dataset and cameras we
-//! record from write a plain `moov`).
+//! huge allocation; and so that only the tables are read, never the media data.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
+mod fragments;
 mod stsd;
 pub use stsd::Pcm;
 
@@ -250,6 +251,8 @@ pub fn parse_file(file: &File) -> Result<Movie> {
 fn parse_at(len: u64, read_at: &mut dyn FnMut(u64, &mut [u8]) -> Result<()>) -> Result<Movie> {
     let mut pos = 0u64;
     let mut moov = None;
+    // Fragments (offset, body), and their bytes so far.
+    let (mut moofs, mut moof_bytes) = (Vec::new(), 0u64);
     while pos < len {
         let mut hdr = [0u8; 16];
         let n = (len - pos).min(16) as usize;
@@ -279,29 +282,45 @@ fn parse_at(len: u64, read_at: &mut dyn FnMut(u64, &mut [u8]) -> Result<()>) -> 
                 read_at(pos + head, &mut body)?;
                 moov = Some(body);
             }
-            b"moof" => bail!("fragmented MP4 ('moof') is not supported"),
+            b"moof" => {
+                moof_bytes += size;
+                ensure!(
+                    moof_bytes <= MAX_MOOV,
+                    "fragment tables of over {MAX_MOOV} bytes are larger than any real movie's"
+                );
+                let mut body = vec![0u8; (size - head) as usize];
+                read_at(pos + head, &mut body)?;
+                moofs.push((pos, body));
+            }
             _ => {}
         }
         pos += size;
     }
-    parse_moov(&moov.context("no 'moov' box (not an MP4 file, or truncated)")?, len)
+    let moov = moov.context("no 'moov' box (not an MP4 file, or truncated)")?;
+    let (mut movie, ids) = parse_moov(&moov, len)?;
+    if !moofs.is_empty() {
+        fragments::apply(&mut movie, &ids, &moov, &moofs, len).context("fragmented MP4")?;
+    }
+    Ok(movie)
 }
 
-fn parse_moov(moov: &[u8], file_len: u64) -> Result<Movie> {
+/// The movie, and the `track_ID` of each of its tracks.
+fn parse_moov(moov: &[u8], file_len: u64) -> Result<(Movie, Vec<u32>)> {
     let mvhd = need(moov, b"mvhd")?;
     let mut r = Rd::new(mvhd, "mvhd");
     let version = r.u8()?;
     r.bytes(3 + if version == 1 { 16 } else { 8 })?;
     let movie_timescale = r.u32()?;
-    let mut tracks = Vec::new();
+    let (mut tracks, mut ids) = (Vec::new(), Vec::new());
     for bx in boxes(moov) {
         let bx = bx?;
         if &bx.typ == b"trak" {
             tracks.push(parse_trak(bx.body, movie_timescale, file_len)?);
+            ids.push(fragments::track_id(bx.body).unwrap_or(0));
         }
     }
     let udta = child(moov, b"udta")?.unwrap_or_default().to_vec();
-    Ok(Movie { tracks, udta })
+    Ok((Movie { tracks, udta }, ids))
 }
 
 /// The display rotation of a `tkhd` matrix, clockwise degrees: the matrix's first row

@@ -83,3 +83,44 @@ fn times_of_extreme_tracks_do_not_overflow() {
     t.samples[1].pts = i64::MAX;
     assert!(t.duration().is_finite());
 }
+
+/// A `moof` with one `traf` for track 0 (the test movies have no `tkhd`): `tfhd` with
+/// `default-base-is-moof`, a `tfdt`, and one `trun` of the given flags and body.
+fn moof(tfdt: u32, trun_flags: u32, n: u32, entries: &[u32]) -> Vec<u8> {
+    let traf = bx(
+        b"traf",
+        &[
+            &bx(b"tfhd", &[&be(&[0x02_0000, 0])]),
+            &bx(b"tfdt", &[&be(&[0, tfdt])]),
+            &bx(b"trun", &[&be(&[trun_flags, n]), &be(entries)]),
+        ],
+    );
+    bx(b"moof", &[&bx(b"mfhd", &[&be(&[0, 1])]), &traf])
+}
+
+#[test]
+fn fragments_append_samples_at_their_offsets_and_times() {
+    let mut file = movie(0, &[], &[], None);
+    let at = file.len() as u64;
+    // Two samples: (duration, size) = (10, 3), (20, 5); data right after the moof header.
+    let mut f = moof(100, 0x301, 2, &[0, 10, 3, 20, 5]);
+    let data_offset = f.len() as u32;
+    let end = f.len();
+    f[end - 20..end - 16].copy_from_slice(&data_offset.to_be_bytes());
+    file.extend(f);
+    file.extend(bx(b"mdat", &[&[0u8; 8]]));
+    let t = parse(&file).unwrap().tracks.remove(0);
+    let got: Vec<(u64, u32, i64)> = t.samples.iter().map(|s| (s.offset, s.size, s.dts)).collect();
+    let first = at + data_offset as u64;
+    assert_eq!(got, [(first, 3, 100), (first + 3, 5, 110)]);
+}
+
+#[test]
+fn a_fragment_of_countless_empty_samples_is_refused() {
+    // Found by `avsc-fuzz mp4` on its first fragmented seed: a `trun` of 2^32 - 1 samples
+    // with no per-sample fields (default size 0) asked for 96 GB.
+    let mut file = movie(0, &[], &[], None);
+    file.extend(moof(0, 0, u32::MAX, &[]));
+    let e = format!("{:#}", parse(&file).unwrap_err());
+    assert!(e.contains("'trun' places 4294967295 samples of 0 bytes"), "{e}");
+}
