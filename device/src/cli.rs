@@ -159,12 +159,20 @@ pub fn main() -> ExitCode {
     init_logs();
     match dispatch(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`avsc-device classify ... | head`): stop
+        // quietly, as a process killed by SIGPIPE would (status 128 + 13).
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(141),
         Err(e) => {
             // One line: the whole context chain, newlines folded.
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether writing our output failed because its reader closed the pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
 /// glibc gives each thread that allocates its own malloc arena (up to 8 per core) and keeps
@@ -352,6 +360,9 @@ fn classify(a: ClassifyArgs) -> Result<()> {
             break;
         }
         if let Err(e) = classify_one(job, &a, &mut engine, &stop, &mut out) {
+            if is_broken_pipe(&e) {
+                return Err(e);
+            }
             if let Some(prev) = failed.replace(e) {
                 eprintln!("error: {}", format!("{prev:#}").replace('\n', " "));
             }

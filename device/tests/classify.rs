@@ -268,3 +268,27 @@ fn videos_without_usable_audio_are_visual_only_and_a_bad_file_does_not_stop_the_
     }
     assert_eq!(lines[4]["probabilities"], lines[5]["probabilities"], "ALAC and PCM hold the same samples");
 }
+
+/// `avsc-device classify FILES | head -1`: once the reader has gone, the run stops quietly
+/// with the status of a process killed by SIGPIPE (141), not an error line per file, not a
+/// panic.
+#[test]
+fn a_closed_output_pipe_stops_the_run_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = write_bundle(&dir.path().join("b"), BundleSpec::default());
+    let wav = first("audio", "wav");
+    let mut child = bin()
+        .args(["classify", "--bundle"])
+        .arg(&bundle)
+        .args([&wav, &wav, &wav])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before the first window is written.
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(141), "{err}");
+    assert!(!err.contains("error:") && !err.contains("panicked"), "{err}");
+}
