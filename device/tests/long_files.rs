@@ -80,11 +80,11 @@ fn a_long_recording_classifies_in_the_memory_of_a_short_one() {
         peaks.push(peak);
     }
     // 6 times the recording, the same memory within a few MB (decoding whole files grew by
-    // 1.4 MB per second of video). The short one has 3 windows, and the bound is 12 MB: with
-    // the networks on long-lived worker threads, glibc's adaptive mmap threshold lets the heap
-    // grow over the first windows, by 3-9 MB from 3 to 18 windows here, and no further (a
-    // 9-min FLAC peaks no higher than a 3-min one). Fixing the threshold removes the growth
-    // but makes tract's int8 plans crash (device/README.md).
+    // 1.4 MB per second of video). The short one has 3 windows. Without the trim after each
+    // window (pipeline::release_freed_memory) glibc's adaptive mmap threshold let the heap's
+    // free pages stay resident, 3-14 MB more at 18 windows than at 3 (this test failed once
+    // at +13.5 MB); with it, FLAC +0.2 to +0.5 MB and video -0.4 to +6.8 MB in 5 runs. The
+    // bound stays 12 MB.
     for (short, long, what) in [(peaks[0], peaks[1], "video"), (peaks[2], peaks[3], "FLAC")] {
         assert!(long <= short + 12 * 1024, "{what}: peak {long} KiB for 3 minutes against {short} KiB for 30 s");
     }

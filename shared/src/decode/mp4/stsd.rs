@@ -155,6 +155,7 @@ fn pcm(typ: &[u8; 4], s: &Sound, timescale: u32) -> Result<Pcm> {
         "'{name}' audio of {bits}-bit {} samples is not supported",
         if float { "float" } else { "integer" }
     );
+    ensure!(signed || bits == 8, "'{name}' audio of unsigned {bits}-bit samples is not supported");
     ensure!((1..=64).contains(&channels), "'{name}' audio with {channels} channels");
     let rate = if rate >= 1.0 { rate } else { timescale as f64 };
     ensure!(rate.fract() == 0.0 && (1.0..=1_536_000.0).contains(&rate), "'{name}' audio at {rate} Hz");
