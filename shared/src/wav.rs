@@ -128,23 +128,63 @@ impl Layout {
     /// Append the frames in `data` (whole frames, as stored) to `out`, one `Vec` per channel;
     /// `first_frame` numbers them in errors.
     pub fn convert(&self, data: &[u8], first_frame: u64, out: &mut [Vec<f32>]) -> Result<()> {
-        let ch = self.channels;
-        let width = self.format.width();
-        for (i, s) in data.chunks_exact(width).enumerate() {
-            let v = match self.format {
-                SampleFormat::Int(16) => i16::from_le_bytes([s[0], s[1]]) as f32 / 32768.0,
-                SampleFormat::Int(24) => (i32::from_le_bytes([0, s[0], s[1], s[2]]) >> 8) as f32 / 8_388_608.0,
-                SampleFormat::Int(_) => i32::from_le_bytes([s[0], s[1], s[2], s[3]]) as f32 / 2_147_483_648.0,
-                SampleFormat::Float32 => {
-                    let v = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-                    ensure!(v.is_finite(), "non-finite sample ({v}) at frame {}", first_frame + (i / ch) as u64);
-                    v
-                }
-            };
-            out[i % ch].push(v);
-        }
-        Ok(())
+        let (bits, float) = match self.format {
+            SampleFormat::Int(bits) => (bits, false),
+            SampleFormat::Float32 => (32, true),
+        };
+        let layout = PcmLayout { bits, float, big_endian: false, signed: true };
+        convert_pcm(layout, self.channels, data, first_frame, out)
     }
+}
+
+/// How uncompressed samples are stored (WAV's, and QuickTime's in MOV files).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PcmLayout {
+    /// Bits per sample: 8, 16, 24, 32 (integers) or 32, 64 (float).
+    pub bits: u16,
+    pub float: bool,
+    pub big_endian: bool,
+    /// Signed integers (unsigned: 8-bit only).
+    pub signed: bool,
+}
+
+/// Append the frames in `data` (whole frames of `channels` samples as `layout` stores them)
+/// to `out`, one `Vec` per channel: integers scaled by 2^(bits-1) (unsigned 8-bit about
+/// 128), floats as they are and refused when not finite; `first_frame` numbers frames in
+/// errors.
+pub fn convert_pcm(
+    layout: PcmLayout,
+    channels: usize,
+    data: &[u8],
+    first_frame: u64,
+    out: &mut [Vec<f32>],
+) -> Result<()> {
+    let width = layout.bits as usize / 8;
+    let mut b = [0u8; 8];
+    for (i, s) in data.chunks_exact(width).enumerate() {
+        // Widen to 8 bytes, most significant first.
+        b.fill(0);
+        if layout.big_endian {
+            b[..width].copy_from_slice(s);
+        } else {
+            for (d, v) in b[..width].iter_mut().zip(s.iter().rev()) {
+                *d = *v;
+            }
+        }
+        let v = match (layout.float, width) {
+            (true, 4) => f32::from_be_bytes(b[..4].try_into().unwrap()),
+            (true, _) => f64::from_be_bytes(b) as f32,
+            (false, 1) if !layout.signed => (b[0] as f32 - 128.0) / 128.0,
+            // Sign-extending shift of the top `bits` bits, then the scale (exact: one
+            // rounding to f32, as `i32 as f32 / 2^31` has).
+            (false, _) => {
+                ((i64::from_be_bytes(b) >> (64 - layout.bits)) as f64 / (1u64 << (layout.bits - 1)) as f64) as f32
+            }
+        };
+        ensure!(v.is_finite(), "non-finite sample ({v}) at frame {}", first_frame + (i / channels) as u64);
+        out[i % channels].push(v);
+    }
+    Ok(())
 }
 
 impl SampleFormat {

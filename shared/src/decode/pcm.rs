@@ -4,6 +4,7 @@
 
 use super::mp4::{self, Codec, Pcm, Sample, Track};
 use super::stream::{Decoded, Packets};
+use crate::wav::{convert_pcm, PcmLayout};
 use anyhow::{ensure, Context, Result};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -48,32 +49,10 @@ impl Packets for PcmPackets {
 }
 
 /// Append the frames in `data` (whole frames, as stored) to `out`, one `Vec` per channel,
-/// scaled as the WAV reader scales them (integers by 2^(bits-1), unsigned 8-bit about 128).
+/// scaled as the WAV reader scales them (the same conversion).
 pub fn convert(pcm: &Pcm, data: &[u8], out: &mut [Vec<f32>]) -> Result<()> {
-    let width = pcm.bits as usize / 8;
-    let ch = pcm.channels as usize;
-    let mut b = [0u8; 8];
-    for (i, s) in data.chunks_exact(width).enumerate() {
-        // Widen to 8 bytes, most significant first.
-        b.fill(0);
-        if pcm.big_endian {
-            b[..width].copy_from_slice(s);
-        } else {
-            for (d, v) in b[..width].iter_mut().zip(s.iter().rev()) {
-                *d = *v;
-            }
-        }
-        let v = match (pcm.float, width) {
-            (true, 4) => f32::from_be_bytes(b[..4].try_into().unwrap()),
-            (true, _) => f64::from_be_bytes(b) as f32,
-            (false, 1) if !pcm.signed => (b[0] as f32 - 128.0) / 128.0,
-            // Sign-extending shift of the top `bits` bits, then the WAV reader's scale.
-            (false, _) => ((i64::from_be_bytes(b) >> (64 - pcm.bits)) as f64 / (1u64 << (pcm.bits - 1)) as f64) as f32,
-        };
-        ensure!(v.is_finite(), "non-finite sample ({v}) at frame {}", i / ch);
-        out[i % ch].push(v);
-    }
-    Ok(())
+    let layout = PcmLayout { bits: pcm.bits, float: pcm.float, big_endian: pcm.big_endian, signed: pcm.signed };
+    convert_pcm(layout, pcm.channels as usize, data, 0, out)
 }
 
 /// Open a PCM track (of `movie`) for streaming, cut as its edit list says.
