@@ -12,16 +12,17 @@
 //! to the audio-only head. The device behind the source is a [`CameraStream`] from an
 //! opener, so tests drive these paths with a scripted camera.
 
+mod mmap;
+
 use super::clock::SharedClock;
 use super::convert::{mjpeg_to_rgb, yuyv_to_rgb_into};
 use super::{Frame, FrameSource, FrameThinner};
 use anyhow::{bail, Context, Result};
 use avsc_shared::image::RgbImage;
+use mmap::MmapCapture;
 use std::path::PathBuf;
 use std::time::Duration;
-use v4l::buffer::{Flags, Type};
-use v4l::io::mmap::Stream;
-use v4l::io::traits::CaptureStream;
+use v4l::buffer::Flags;
 use v4l::video::Capture;
 use v4l::{Device, FourCC};
 
@@ -78,17 +79,16 @@ pub type CameraOpener = Box<dyn FnMut(&V4lConfig) -> Result<Opened>>;
 
 struct V4lStream {
     // Field order matters: the stream unmaps its buffers before the device closes.
-    stream: Stream<'static>,
+    stream: MmapCapture,
     _dev: Device,
 }
 
 impl CameraStream for V4lStream {
     fn next_buffer(&mut self) -> std::io::Result<(&[u8], Option<f64>)> {
-        let (buf, meta) = self.stream.next()?;
-        let data = &buf[..(meta.bytesused as usize).min(buf.len())];
-        let ts = meta.timestamp;
+        let (data, meta) = self.stream.next()?;
+        let (sec, usec) = meta.timestamp;
         let monotonic = meta.flags & Flags::TIMESTAMP_MASK == Flags::TIMESTAMP_MONOTONIC;
-        let stamp = (monotonic && (ts.sec, ts.usec) != (0, 0)).then_some(ts.sec as f64 + ts.usec as f64 * 1e-6);
+        let stamp = (monotonic && (sec, usec) != (0, 0)).then_some(sec as f64 + usec as f64 * 1e-6);
         Ok((data, stamp))
     }
 }
@@ -114,9 +114,8 @@ fn open_device(cfg: &V4lConfig) -> Result<Opened> {
     if (got.width, got.height) != (cfg.width, cfg.height) {
         tracing::warn!(camera = %name, "asked for {}x{}, the driver chose {}x{}", cfg.width, cfg.height, got.width, got.height);
     }
-    let mut stream = Stream::with_buffers(&dev, Type::VideoCapture, 4)
-        .with_context(|| format!("camera {name}: cannot map buffers"))?;
-    stream.set_timeout(cfg.stall_timeout);
+    let stream =
+        MmapCapture::new(&dev, 4, cfg.stall_timeout).with_context(|| format!("camera {name}: cannot map buffers"))?;
     tracing::info!(camera = %name, card = %caps.card, "{}x{} {:?}", got.width, got.height, format);
     let stride = if got.stride > 0 { got.stride as usize } else { 2 * got.width as usize };
     Ok(Opened {
