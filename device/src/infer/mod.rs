@@ -12,6 +12,7 @@
 mod nets;
 mod workers;
 
+pub use nets::{build_plan, run_f32, transforms_for, Plan};
 pub use workers::{cores, Pool};
 
 use crate::stream::AudioStream;

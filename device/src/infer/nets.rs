@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use tract_onnx::prelude::*;
 
-pub(super) type Plan = Arc<TypedRunnableModel>;
+pub type Plan = Arc<TypedRunnableModel>;
 
 /// The batch-1 shape of a manifest tensor: the batch symbol `N` is 1, and any other symbol
 /// (the spectrogram's frame count `T`) takes its value from `actual`, the shape of the data
@@ -33,18 +33,50 @@ pub(super) fn concrete(spec: &TensorSpec, actual: Option<&[usize]>) -> Result<Ve
     Ok(out)
 }
 
-fn build_plan(path: &Path, shapes: &[Vec<usize>]) -> Result<Plan> {
+/// tract model transforms applied to a role's network before optimisation. Measured on the
+/// paper bundle, 2 cores (device/README.md "tract's options"): `conv_nhwc` (convolutions
+/// channel-last, depthwise ones as tract's DepthWise) takes 5-7 % off ConvNeXt's time per frame
+/// and nothing off the other networks. `AVSC_TRACT_TRANSFORMS=ROLE:TRANSFORM,...` replaces
+/// this list (empty: none), for measuring (tests/benches/paper_bundle.rs).
+pub fn transforms_for(role: Role) -> Vec<String> {
+    match std::env::var("AVSC_TRACT_TRANSFORMS") {
+        Ok(spec) => spec
+            .split(',')
+            .filter_map(|s| s.trim().split_once(':'))
+            .filter(|(r, _)| *r == role.name())
+            .map(|(_, t)| t.to_string())
+            .collect(),
+        Err(_) if role == Role::VisConv => vec!["conv_nhwc".into()],
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A plan for the ONNX file at `path` with inputs of exactly `shapes` (fixed before
+/// optimisation: tract picks its fast convolution paths only for concrete shapes), tract's
+/// `transforms` applied to the decluttered model first.
+pub fn build_plan(path: &Path, shapes: &[Vec<usize>], transforms: &[String]) -> Result<Plan> {
     let mut model = tract_onnx::onnx()
         .model_for_path(path)
         .with_context(|| format!("{}: not a loadable ONNX model", path.display()))?;
     for (i, shape) in shapes.iter().enumerate() {
         model = model.with_input_fact(i, InferenceFact::dt_shape(f32::datum_type(), shape.clone()))?;
     }
-    let plan = model
-        .into_optimized()
-        .and_then(|m| m.into_runnable())
-        .with_context(|| format!("{}: tract cannot build a plan for the manifest's input shapes", path.display()))?;
-    Ok(plan)
+    let cannot = || format!("{}: tract cannot build a plan for the manifest's input shapes", path.display());
+    if transforms.is_empty() {
+        return model.into_optimized().and_then(|m| m.into_runnable()).with_context(cannot);
+    }
+    let mut typed = model.into_typed().and_then(|m| m.into_decluttered()).with_context(cannot)?;
+    for name in transforms {
+        let t = tract_onnx::tract_core::transform::get_transform(name)?
+            .with_context(|| format!("tract has no transform {name:?}"))?;
+        t.transform(&mut typed).with_context(|| format!("{}: tract transform {name}", path.display()))?;
+    }
+    typed.into_optimized().and_then(|m| m.into_runnable()).with_context(cannot)
+}
+
+/// Run a plan on float32 inputs (shape, row-major data); its outputs as float32 vectors.
+pub fn run_f32(plan: &Plan, inputs: Vec<(Vec<usize>, &[f32])>) -> Result<Vec<Vec<f32>>> {
+    run(plan, inputs)?.iter().map(as_f32).collect()
 }
 
 pub(super) fn run(plan: &Plan, inputs: Vec<(Vec<usize>, &[f32])>) -> Result<TVec<TValue>> {
@@ -92,7 +124,7 @@ impl Backbone {
         let input = concrete(&f.inputs[0], Some(actual)).with_context(|| f.path.clone())?;
         Ok(Backbone {
             role: f.role,
-            plan: build_plan(&bundle.path(f), std::slice::from_ref(&input))?,
+            plan: build_plan(&bundle.path(f), std::slice::from_ref(&input), &transforms_for(f.role))?,
             input,
             fc_out,
             logits_out,
@@ -154,7 +186,7 @@ impl Head {
         ensure!(fits, "{}: inputs {inputs:?} do not fit {k} sources of {d}", f.path);
         Ok(Head {
             role: f.role,
-            plan: build_plan(&bundle.path(f), &inputs)?,
+            plan: build_plan(&bundle.path(f), &inputs, &transforms_for(f.role))?,
             sources: f.sources.clone(),
             embedding,
             inputs,

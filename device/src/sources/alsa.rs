@@ -77,6 +77,11 @@ pub trait CapturePcm {
     fn resume(&self) -> alsa::Result<()>;
     /// Frames captured and not yet read (still in the device's buffer).
     fn avail(&self) -> alsa::Result<i64>;
+    /// The rate the device settled on, when it says (a `hw:` device takes the nearest it
+    /// has to the rate asked).
+    fn rate(&self) -> Option<u32> {
+        None
+    }
 }
 
 impl CapturePcm for PCM {
@@ -96,6 +101,9 @@ impl CapturePcm for PCM {
     #[allow(clippy::unnecessary_cast)]
     fn avail(&self) -> alsa::Result<i64> {
         PCM::avail(self).map(|f| f as i64)
+    }
+    fn rate(&self) -> Option<u32> {
+        self.hw_params_current().and_then(|h| h.get_rate()).ok()
     }
 }
 
@@ -143,8 +151,14 @@ impl AlsaSource {
     }
 
     /// Capture from the PCMs `opener` gives (called now, and after each loss of the device).
-    pub fn with_opener(cfg: AlsaConfig, mut opener: PcmOpener, clock: SharedClock) -> Result<AlsaSource> {
+    pub fn with_opener(mut cfg: AlsaConfig, mut opener: PcmOpener, clock: SharedClock) -> Result<AlsaSource> {
         let pcm = opener(&cfg)?;
+        // A `hw:` device gives the nearest rate it has (a USB microphone at 44.1 kHz asked for
+        // 48 kHz): the stream is at that rate, or every window would be pitch-shifted.
+        if let Some(rate) = pcm.rate().filter(|&r| r != cfg.rate) {
+            tracing::warn!(device = %cfg.device, "asked for {} Hz, the device captures at {rate} Hz; using {rate} Hz", cfg.rate);
+            cfg.rate = rate;
+        }
         let n = cfg.period_frames * cfg.channels as usize;
         let raw = match cfg.format {
             SampleFormat::S16 => Raw::S16(vec![0; n]),
@@ -167,6 +181,18 @@ impl AlsaSource {
             let Some(pcm) = self.pcm.as_ref() else {
                 std::thread::sleep(backoff);
                 match (self.opener)(&self.cfg) {
+                    // The stream's rate is fixed: a device back at another rate (another
+                    // microphone plugged in) is not taken.
+                    Ok(p) if p.rate().is_some_and(|r| r != self.cfg.rate) => {
+                        tracing::warn!(
+                            device = %self.cfg.device,
+                            "the device is back at {} Hz, not this stream's {} Hz; retrying in {:.1} s",
+                            p.rate().unwrap_or(0),
+                            self.cfg.rate,
+                            (backoff * 2).as_secs_f64()
+                        );
+                        backoff = (backoff * 2).min(self.cfg.reopen_backoff_max);
+                    }
                     Ok(p) => {
                         self.reopens += 1;
                         tracing::warn!(device = %self.cfg.device, reopens = self.reopens, "ALSA device reopened");
@@ -301,6 +327,7 @@ mod tests {
         steps: Shared<Vec<Step>>,
         log: Shared<Log>,
         clock: Arc<Manual>,
+        rate: Option<u32>,
     }
 
     impl CapturePcm for Scripted {
@@ -339,11 +366,23 @@ mod tests {
         fn avail(&self) -> alsa::Result<i64> {
             Ok(std::mem::take(&mut self.log.borrow_mut().backlog))
         }
+        fn rate(&self) -> Option<u32> {
+            self.rate
+        }
     }
 
     /// A source over `steps`, whose opener fails (the device is absent) on the calls listed
     /// in `absent` (0 is the first open); each failed open takes a second of the clock.
     fn scripted(steps: Vec<Step>, absent: &'static [usize]) -> (AlsaSource, Shared<Vec<Step>>, Shared<Log>) {
+        scripted_at(steps, absent, &[])
+    }
+
+    /// As [`scripted`], the PCM of open call i settling on `rates[i]` Hz (when listed).
+    fn scripted_at(
+        steps: Vec<Step>,
+        absent: &'static [usize],
+        rates: &'static [u32],
+    ) -> (AlsaSource, Shared<Vec<Step>>, Shared<Log>) {
         let steps = Rc::new(RefCell::new(steps));
         let log = Rc::new(RefCell::new(Log::default()));
         let clock = Manual::shared();
@@ -358,7 +397,8 @@ mod tests {
                 c.advance(1.0);
                 anyhow::bail!("ALSA PCM {:?}: cannot open for capture: No such device", cfg.device);
             }
-            Ok(Box::new(Scripted { steps: s.clone(), log: l.clone(), clock: c.clone() }) as Box<dyn CapturePcm>)
+            let rate = rates.get(call).copied();
+            Ok(Box::new(Scripted { steps: s.clone(), log: l.clone(), clock: c.clone(), rate }) as Box<dyn CapturePcm>)
         });
         let cfg =
             AlsaConfig { period_frames: 4, reopen_backoff: Duration::from_millis(1), ..AlsaConfig::new("usb_mic") };
@@ -420,6 +460,23 @@ mod tests {
         let (mut src, _, log) = scripted(vec![Step::Fail(libc_errno::ESTRPIPE), Step::Frames(2)], &[]);
         let (r, _) = read(&mut src);
         assert_eq!((r.frames, src.reopens, log.borrow().opens), (2, 1, 2));
+    }
+
+    #[test]
+    fn the_stream_is_at_the_rate_the_device_settled_on_and_keeps_it() {
+        // Asked 48 kHz, the device settles on 44.1 kHz; unplugged; back at 48 kHz (another
+        // microphone: not taken), then at 44.1 kHz again.
+        let (mut src, steps, log) = scripted_at(
+            vec![Step::Frames(4), Step::Fail(libc_errno::ENODEV), Step::Frames(4)],
+            &[],
+            &[44_100, 48_000, 44_100],
+        );
+        assert_eq!(src.sample_rate(), 44_100);
+        assert!(src.describe().contains("44100 Hz"), "{}", src.describe());
+        read(&mut src);
+        read(&mut src);
+        assert_eq!((src.sample_rate(), src.reopens, log.borrow().opens), (44_100, 1, 3));
+        assert!(steps.borrow().is_empty());
     }
 
     #[test]
