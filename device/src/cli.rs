@@ -163,10 +163,30 @@ pub fn main() -> ExitCode {
         // quietly, as a process killed by SIGPIPE would (status 128 + 13).
         Err(e) if is_broken_pipe(&e) => ExitCode::from(141),
         Err(e) => {
-            // One line: the whole context chain, newlines folded.
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            print_error(&e);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An error as one line on stderr: the whole context chain, newlines folded.
+fn print_error(e: &anyhow::Error) {
+    let _ = writeln!(Stderr, "error: {}", format!("{e:#}").replace('\n', " "));
+}
+
+/// stderr, whose write errors are dropped: with `avsc-device ... 2>&1 | head` stderr's
+/// reader goes away too, and `eprintln!` (and tracing, which reports a failed write with
+/// `eprintln!`) would then panic. The output's own broken pipe still ends the run (141).
+struct Stderr;
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
     }
 }
 
@@ -203,7 +223,7 @@ fn init_logs() {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| Stderr)
         .with_target(false)
         .with_ansi(ansi)
         .try_init();
@@ -364,7 +384,7 @@ fn classify(a: ClassifyArgs) -> Result<()> {
                 return Err(e);
             }
             if let Some(prev) = failed.replace(e) {
-                eprintln!("error: {}", format!("{prev:#}").replace('\n', " "));
+                print_error(&prev);
             }
         }
     }

@@ -292,3 +292,27 @@ fn a_closed_output_pipe_stops_the_run_quietly() {
     assert_eq!(o.status.code(), Some(141), "{err}");
     assert!(!err.contains("error:") && !err.contains("panicked"), "{err}");
 }
+
+/// `avsc-device classify FILES 2>&1 | head -1`: the logs lose their reader too; still the
+/// quiet 141, not a panic (101) from a log line or an error line written to the closed pipe.
+#[test]
+fn output_and_logs_into_one_closed_pipe_stop_the_run_quietly() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = write_bundle(&dir.path().join("b"), BundleSpec::default());
+    let wav = first("audio", "wav");
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors, which the OwnedFds then own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    let status = bin()
+        .args(["classify", "--bundle"])
+        .arg(&bundle)
+        .args([&wav, &wav, &wav])
+        .stdout(std::process::Stdio::from(write.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(write))
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(141), "{status:?}");
+}
