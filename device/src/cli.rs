@@ -9,7 +9,7 @@ use crate::sources::file::{FileAudio, ImageFolder, NoAudio, VideoFile};
 use crate::sources::pacing::Paced;
 use crate::sources::threaded::ThreadedAudio;
 use crate::sources::v4l::{PixelFormat, V4lConfig, V4lSource};
-use crate::sources::{AudioSource, FrameSource};
+use crate::sources::{AudioSource, FrameSource, Noted};
 use anyhow::{bail, ensure, Context, Result};
 use avsc_shared::bundle::Precision;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -410,17 +410,21 @@ fn classify_one(
     let (fps, size) = (engine.frames().fps, engine.frames().size);
     let (path, audio, frames): (&Path, Box<dyn AudioSource>, Option<Box<dyn FrameSource>>) = match job {
         Job::Mp4(p) => {
+            let mut video_lost = None;
             let frames = match engine.has_visual().then(|| VideoFile::open(p, fps, Some(size))) {
                 Some(Ok(f)) => Some(Box::new(f) as Box<dyn FrameSource>),
                 Some(Err(e)) => {
                     tracing::warn!("{}: video not decoded, audio only: {e:#}", p.display());
+                    video_lost = Some(format!("video not decoded, audio only ({})", root_cause(&e)));
                     None
                 }
                 None => None,
             };
-            let audio: Box<dyn AudioSource> = match FileAudio::open(p) {
-                Ok(audio) => Box::new(audio),
-                Err(e) if frames.is_some() => {
+            let audio: Box<dyn AudioSource> = match (FileAudio::open(p), video_lost) {
+                // The reason goes into every window's note, as the audio's does below.
+                (Ok(audio), Some(why)) => Box::new(Noted::new(audio, why)),
+                (Ok(audio), None) => Box::new(audio),
+                (Err(e), _) if frames.is_some() => {
                     // Only now is the file's duration needed (its headers are read again).
                     let info = avsc_shared::decode::probe(p)?;
                     let why = if info.has_audio {
@@ -431,7 +435,7 @@ fn classify_one(
                     tracing::warn!("{}: {why}", p.display());
                     Box::new(NoAudio::new(info.duration_s, engine.preset().sample_rate, why))
                 }
-                Err(e) => return Err(e),
+                (Err(e), _) => return Err(e),
             };
             (p, audio, frames)
         }

@@ -316,3 +316,26 @@ fn output_and_logs_into_one_closed_pipe_stop_the_run_quietly() {
         .unwrap();
     assert_eq!(status.code(), Some(141), "{status:?}");
 }
+
+/// An iPhone's default recording is HEVC ("High Efficiency"), which this build does not
+/// decode: the video is classified from its audio, every window naming the codec.
+#[test]
+fn a_video_in_a_codec_not_decoded_is_audio_only_and_says_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = write_bundle(&dir.path().join("b"), BundleSpec::default());
+    let clip = first("video", "mp4");
+    let hevc = ffmpeg(
+        dir.path(),
+        &clip,
+        &["-t", "3", "-vf", "scale=320:240", "-c:v", "libx265", "-x265-params", "log-level=error", "-tag:v", "hvc1"],
+        "iphone-hevc.mov",
+    );
+    let lines = json_lines(&run(bin().args(["classify", "--bundle"]).arg(&bundle).arg(&hevc)));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let v = &lines[0];
+    check_line(v);
+    assert_eq!(v["modalities"], serde_json::json!(["audio"]));
+    assert_eq!(v["head"], "fusion_audio");
+    let note = v["note"].as_str().unwrap_or_default();
+    assert!(note.starts_with("video not decoded, audio only (HEVC (H.265) video ('hvc1') is not decoded"), "{v}");
+}

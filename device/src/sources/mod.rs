@@ -46,6 +46,45 @@ pub trait AudioSource {
     }
 }
 
+/// An audio source with one more thing to say in every window's note (e.g. that the file's
+/// video could not be decoded, so its windows are audio-only).
+pub struct Noted<A> {
+    inner: A,
+    note: String,
+}
+
+impl<A: AudioSource> Noted<A> {
+    pub fn new(inner: A, note: impl Into<String>) -> Noted<A> {
+        let note = note.into();
+        let note = match inner.note() {
+            Some(n) => format!("{n}; {note}"),
+            None => note,
+        };
+        Noted { inner, note }
+    }
+}
+
+impl<A: AudioSource> AudioSource for Noted<A> {
+    fn sample_rate(&self) -> u32 {
+        self.inner.sample_rate()
+    }
+    fn channels(&self) -> usize {
+        self.inner.channels()
+    }
+    fn read(&mut self, buf: &mut [f32]) -> Result<Option<AudioRead>> {
+        self.inner.read(buf)
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn absent(&self) -> Option<&str> {
+        self.inner.absent()
+    }
+    fn note(&self) -> Option<&str> {
+        Some(&self.note)
+    }
+}
+
 /// An RGB frame and when it was captured, on the same clock as the audio's reads.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Frame {

@@ -252,8 +252,28 @@ fn video_track(movie: &Movie) -> Result<&Track> {
     match &t.codec {
         Codec::Avc { .. } => Ok(t),
         Codec::Aac { .. } | Codec::Mp3 | Codec::Alac { .. } | Codec::Pcm(_) => bail!("video track holds audio"),
-        Codec::Other(c) => bail!("unsupported video codec '{c}' (only H.264 is decoded)"),
+        Codec::Other(c) => match video_codec_name(c) {
+            Some(name) => bail!("{name} ('{c}') is not decoded (only H.264 is)"),
+            None => bail!("unsupported video codec '{c}' (only H.264 is decoded)"),
+        },
     }
+}
+
+/// What a video sample entry's four-character code is, for the error: iPhones record HEVC
+/// by default ("High Efficiency"), which the user should see named.
+fn video_codec_name(fourcc: &str) -> Option<&'static str> {
+    Some(match fourcc {
+        "hvc1" | "hev1" => "HEVC (H.265) video",
+        "dvh1" | "dvhe" => "Dolby Vision HEVC video",
+        "av01" => "AV1 video",
+        "vp08" => "VP8 video",
+        "vp09" => "VP9 video",
+        "mp4v" => "MPEG-4 Part 2 video",
+        "apch" | "apcn" | "apcs" | "apco" | "ap4h" | "ap4x" => "Apple ProRes video",
+        "mjpa" | "mjpb" | "jpeg" => "Motion JPEG video",
+        "s263" | "h263" => "H.263 video",
+        _ => return None,
+    })
 }
 
 fn audio_track(movie: &Movie) -> Result<&Track> {
