@@ -317,25 +317,28 @@ fn output_and_logs_into_one_closed_pipe_stop_the_run_quietly() {
     assert_eq!(status.code(), Some(141), "{status:?}");
 }
 
-/// An iPhone's default recording is HEVC ("High Efficiency"), which this build does not
-/// decode: the video is classified from its audio, every window naming the codec.
+/// iPhones record HEVC by default ("High Efficiency"): decoded, both modalities. A codec
+/// this build does not decode (VP9 here; AV1, ProRes ...) leaves the video classified from
+/// its audio, every window naming the codec.
 #[test]
-fn a_video_in_a_codec_not_decoded_is_audio_only_and_says_which() {
+fn hevc_video_is_decoded_and_a_codec_that_is_not_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = write_bundle(&dir.path().join("b"), BundleSpec::default());
     let clip = first("video", "mp4");
-    let hevc = ffmpeg(
-        dir.path(),
-        &clip,
-        &["-t", "3", "-vf", "scale=320:240", "-c:v", "libx265", "-x265-params", "log-level=error", "-tag:v", "hvc1"],
-        "iphone-hevc.mov",
-    );
-    let lines = json_lines(&run(bin().args(["classify", "--bundle"]).arg(&bundle).arg(&hevc)));
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    let v = &lines[0];
-    check_line(v);
-    assert_eq!(v["modalities"], serde_json::json!(["audio"]));
-    assert_eq!(v["head"], "fusion_audio");
-    let note = v["note"].as_str().unwrap_or_default();
-    assert!(note.starts_with("video not decoded, audio only (HEVC (H.265) video ('hvc1') is not decoded"), "{v}");
+    let small = ["-t", "3", "-vf", "scale=320:240"];
+    let hevc_args = ["-c:v", "libx265", "-x265-params", "log-level=error", "-tag:v", "hvc1"];
+    let hevc = ffmpeg(dir.path(), &clip, &[&small[..], &hevc_args].concat(), "iphone-hevc.mov");
+    let vp9_args = ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"];
+    let vp9 = ffmpeg(dir.path(), &clip, &[&small[..], &vp9_args].concat(), "web-vp9.mp4");
+    let lines = json_lines(&run(bin().args(["classify", "--bundle"]).arg(&bundle).args([&hevc, &vp9])));
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for v in &lines {
+        check_line(v);
+    }
+    assert_eq!(lines[0]["modalities"], serde_json::json!(["audio", "visual"]), "{}", lines[0]);
+    assert_eq!(lines[0]["head"], "fusion");
+    assert_eq!(lines[1]["modalities"], serde_json::json!(["audio"]), "{}", lines[1]);
+    assert_eq!(lines[1]["head"], "fusion_audio");
+    let note = lines[1]["note"].as_str().unwrap_or_default();
+    assert!(note.starts_with("video not decoded, audio only (VP9 video ('vp09') is not decoded"), "{}", lines[1]);
 }

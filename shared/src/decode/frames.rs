@@ -5,6 +5,7 @@
 //! stream's reordering delay), not by the video's length.
 
 use super::h264::{self, AvcConfig, ColourInfo, H264Decoder, SampleKind};
+use super::h265::{self, HevcDecoder, HvcConfig};
 use super::mp4::{Codec, Track};
 use super::select_frames;
 use crate::image::RgbImage;
@@ -12,10 +13,37 @@ use anyhow::{ensure, Context, Result};
 use std::collections::BTreeMap;
 use std::fs::File;
 
+/// The video codec's configuration, from the sample description.
+pub(super) enum Config {
+    Avc(AvcConfig),
+    /// With the highest temporal sub-layer.
+    Hevc(HvcConfig, u8),
+}
+
+impl Config {
+    /// Every NAL length prefix of a sample checked (the fuzzer's view of a sample).
+    pub(super) fn check_sample(&self, sample: &[u8]) -> Result<()> {
+        match self {
+            Config::Avc(avc) => avc.kind(sample).map(|_| ()),
+            Config::Hevc(hvc, top) => hvc.disposable(sample, *top).map(|_| ()),
+        }
+    }
+}
+
+/// The decoder, with what it still needs to be given before the first sample.
+enum Decoding {
+    /// OpenH264: from the IDR before each chosen sample, skipping what nothing needs.
+    Avc { avc: AvcConfig, dec: H264Decoder, headers: Option<Vec<u8>> },
+    /// rusty_h265: the samples in decode order, but the disposable ones nobody chose (it
+    /// outputs a picture once the next one has started, so a picture is taken when it comes
+    /// out, not when its sample goes in).
+    Hevc { hvc: HvcConfig, dec: HevcDecoder, headers: bool, top_layer: u8 },
+}
+
 pub struct FrameStream {
     file: File,
     track: Track,
-    avc: AvcConfig,
+    decoding: Decoding,
     colour: ColourInfo,
     /// Presentation time of each sample, ticks from presentation time 0.
     pts: Vec<i64>,
@@ -33,16 +61,19 @@ pub struct FrameStream {
     next_slot: usize,
     flushed: bool,
     size: Option<(usize, usize)>,
-    dec: H264Decoder,
-    headers: Option<Vec<u8>>,
     sample: Vec<u8>,
     au: Vec<u8>,
 }
 
 impl FrameStream {
-    /// `fps` frames per second of `track` (an H.264 track of `file`), up to `max_seconds`.
+    /// `fps` frames per second of `track` (an H.264 or HEVC track of `file`), up to
+    /// `max_seconds`.
     pub(super) fn new(file: File, track: &Track, fps: f64, max_seconds: Option<f64>) -> Result<FrameStream> {
-        let Plan { avc, colour, pts, chosen } = plan(track, fps, max_seconds)?;
+        let Plan { config, colour, pts, chosen } = plan(track, fps, max_seconds)?;
+        let decoding = match config {
+            Config::Avc(avc) => Decoding::Avc { headers: Some(avc.annex_b_headers()), avc, dec: H264Decoder::new()? },
+            Config::Hevc(hvc, top_layer) => Decoding::Hevc { hvc, dec: HevcDecoder::new(), headers: false, top_layer },
+        };
         let mut wanted: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for (slot, &i) in chosen.iter().enumerate() {
             wanted.entry(i).or_default().push(slot);
@@ -51,8 +82,7 @@ impl FrameStream {
         Ok(FrameStream {
             file,
             track: track.clone(),
-            headers: Some(avc.annex_b_headers()),
-            avc,
+            decoding,
             colour,
             pts,
             chosen,
@@ -64,7 +94,6 @@ impl FrameStream {
             next_slot: 0,
             flushed: false,
             size: None,
-            dec: H264Decoder::new()?,
             sample: Vec::new(),
             au: Vec::new(),
         })
@@ -91,11 +120,28 @@ impl FrameStream {
                 return Ok(Some((t, img)));
             }
             if self.segments < self.sorted.len() {
-                self.decode_segment()?;
+                match self.decoding {
+                    Decoding::Avc { .. } => self.decode_segment()?,
+                    Decoding::Hevc { .. } => self.decode_hevc_segment()?,
+                }
             } else if !self.flushed {
                 self.flushed = true;
-                while let Some(pic) = self.dec.flush().context("flushing the decoder")? {
-                    take(&self.wanted, &mut self.ready, self.next_slot, pic, self.colour);
+                let colour = self.colour;
+                match &mut self.decoding {
+                    Decoding::Avc { dec, .. } => {
+                        while let Some(pic) = dec.flush().context("flushing the decoder")? {
+                            take(&self.wanted, &mut self.ready, self.next_slot, pic.tag as usize, || {
+                                Ok(pic.to_rgb(colour))
+                            })?;
+                        }
+                    }
+                    Decoding::Hevc { dec, .. } => {
+                        dec.flush();
+                        while let Some(f) = dec.next() {
+                            let Some(tag) = h265::tag(&f) else { continue };
+                            take(&self.wanted, &mut self.ready, self.next_slot, tag, || h265::to_rgb(&f, colour))?;
+                        }
+                    }
                 }
             } else {
                 let t = self.pts[self.chosen[self.next_slot]] as f64 / self.track.timescale as f64;
@@ -110,12 +156,13 @@ impl FrameStream {
     /// GOP after its last chosen frame, and every non-reference frame nobody chose, is
     /// never decoded.
     fn decode_segment(&mut self) -> Result<()> {
+        let Decoding::Avc { avc, dec, headers } = &mut self.decoding else { unreachable!("H.264 only") };
         let c = self.sorted[self.segments];
         self.segments += 1;
         let mut kinds: Vec<SampleKind> = Vec::new();
         for i in (self.next_sample..=c).rev() {
             self.track.samples[i].read(&self.file, &mut self.sample)?;
-            let kind = self.avc.kind(&self.sample).with_context(|| format!("frame {i}"))?;
+            let kind = avc.kind(&self.sample).with_context(|| format!("frame {i}"))?;
             kinds.push(kind);
             if kind.idr {
                 break;
@@ -128,13 +175,45 @@ impl FrameStream {
                 continue;
             }
             self.track.samples[i].read(&self.file, &mut self.sample)?;
-            self.avc.to_annex_b(&self.sample, &mut self.au).with_context(|| format!("frame {i}"))?;
-            if let Some(h) = self.headers.take() {
+            avc.to_annex_b(&self.sample, &mut self.au).with_context(|| format!("frame {i}"))?;
+            if let Some(h) = headers.take() {
                 self.au.splice(0..0, h);
             }
-            let pic = self.dec.decode(&self.au, i as u64).with_context(|| format!("frame {i} (decode order)"))?;
+            let pic = dec.decode(&self.au, i as u64).with_context(|| format!("frame {i} (decode order)"))?;
             if let Some(pic) = pic {
-                take(&self.wanted, &mut self.ready, self.next_slot, pic, self.colour);
+                let colour = self.colour;
+                take(&self.wanted, &mut self.ready, self.next_slot, pic.tag as usize, || Ok(pic.to_rgb(colour)))?;
+            }
+        }
+        self.next_sample = c + 1;
+        Ok(())
+    }
+
+    /// HEVC: the samples up to the next chosen one, in decode order (but the unchosen ones
+    /// no later picture can need), taking the pictures as they come out.
+    fn decode_hevc_segment(&mut self) -> Result<()> {
+        let Decoding::Hevc { hvc, dec, headers, top_layer } = &mut self.decoding else { unreachable!("HEVC only") };
+        let c = self.sorted[self.segments];
+        self.segments += 1;
+        if !*headers {
+            *headers = true;
+            for nal in &hvc.nals {
+                dec.push(nal, None).context("the 'hvcC' parameter sets")?;
+            }
+        }
+        for i in self.next_sample..=c {
+            self.track.samples[i].read(&self.file, &mut self.sample)?;
+            if i != c && hvc.disposable(&self.sample, *top_layer).with_context(|| format!("frame {i}"))? {
+                continue;
+            }
+            let mut units = Vec::new();
+            hvc.nals(&self.sample, |nal| units.push(nal)).with_context(|| format!("frame {i}"))?;
+            for nal in units {
+                dec.push(nal, Some(i as u64)).with_context(|| format!("frame {i} (decode order)"))?;
+            }
+            while let Some(f) = dec.next() {
+                let Some(tag) = h265::tag(&f) else { continue };
+                take(&self.wanted, &mut self.ready, self.next_slot, tag, || h265::to_rgb(&f, self.colour))?;
             }
         }
         self.next_sample = c + 1;
@@ -147,9 +226,9 @@ impl FrameStream {
 /// sampled into millions of copies of its few pictures.
 pub const MAX_FRAME_TARGETS: usize = 100_000;
 
-/// What a [`FrameStream`] decodes, from the container and the H.264 headers alone.
+/// What a [`FrameStream`] decodes, from the container and the codec's headers alone.
 pub(super) struct Plan {
-    pub avc: AvcConfig,
+    pub config: Config,
     pub colour: ColourInfo,
     /// Each sample's presentation time, ticks from presentation time 0.
     pub pts: Vec<i64>,
@@ -159,7 +238,6 @@ pub(super) struct Plan {
 
 pub(super) fn plan(track: &Track, fps: f64, max_seconds: Option<f64>) -> Result<Plan> {
     ensure!(fps > 0.0 && fps.is_finite(), "frame rate {fps} must be positive");
-    let Codec::Avc { avcc, .. } = &track.codec else { unreachable!("checked by video_track") };
     ensure!(!track.samples.is_empty(), "video track has no frames");
     let delay_ticks = (track.edit_delay * track.timescale as f64).round() as i64;
     // Saturating: a corrupt edit list must not overflow (it only moves frames out of reach).
@@ -172,38 +250,57 @@ pub(super) fn plan(track: &Track, fps: f64, max_seconds: Option<f64>) -> Result<
         limit * fps <= MAX_FRAME_TARGETS as f64,
         "{limit:.0} s of video at {fps} frames per second is more than {MAX_FRAME_TARGETS} frames (corrupt duration?)"
     );
-    let avc = h264::parse_avcc(avcc)?;
-    let sps = h264::parse_sps(avc.sps.first().context("'avcC' has no sequence parameter set")?)?;
-    ensure!(
-        sps.chroma_format_idc == 1 && sps.bit_depth == 8,
-        "unsupported H.264 format ({}, chroma format {}, {}-bit): only 8-bit 4:2:0 is decoded",
-        h264::profile_name(sps.profile_idc),
-        sps.chroma_format_idc,
-        sps.bit_depth
-    );
-    ensure!(sps.frame_mbs_only, "interlaced H.264 is not supported");
+    let (config, colour) = match &track.codec {
+        Codec::Avc { avcc, .. } => {
+            let avc = h264::parse_avcc(avcc)?;
+            let sps = h264::parse_sps(avc.sps.first().context("'avcC' has no sequence parameter set")?)?;
+            ensure!(
+                sps.chroma_format_idc == 1 && sps.bit_depth == 8,
+                "unsupported H.264 format ({}, chroma format {}, {}-bit): only 8-bit 4:2:0 is decoded",
+                h264::profile_name(sps.profile_idc),
+                sps.chroma_format_idc,
+                sps.bit_depth
+            );
+            ensure!(sps.frame_mbs_only, "interlaced H.264 is not supported");
+            (Config::Avc(avc), sps.colour)
+        }
+        Codec::Hevc { hvcc, .. } => {
+            let hvc = h265::parse_hvcc(hvcc)?;
+            let sps = h265::parse_sps(hvc.sps())?;
+            ensure!(
+                sps.chroma_format_idc == 1 && sps.bit_depth <= 10,
+                "unsupported HEVC format (chroma format {}, {}-bit): 8- and 10-bit 4:2:0 are decoded",
+                sps.chroma_format_idc,
+                sps.bit_depth
+            );
+            (Config::Hevc(hvc, sps.top_layer), sps.colour)
+        }
+        _ => unreachable!("checked by video_track"),
+    };
     let chosen = select_frames(&pts, track.timescale, fps, limit);
-    Ok(Plan { avc, colour: sps.colour, pts, chosen })
+    Ok(Plan { config, colour, pts, chosen })
 }
 
-/// Keep `pic` in `ready` for the slots that want it and are not handed out yet.
+/// Keep the picture of sample `tag` (made by `rgb`, only if needed) in `ready` for the
+/// slots that want it and are not handed out yet.
 fn take(
     wanted: &BTreeMap<usize, Vec<usize>>,
     ready: &mut BTreeMap<usize, RgbImage>,
     next_slot: usize,
-    pic: h264::Picture<'_>,
-    colour: ColourInfo,
-) {
-    let Some(slots) = wanted.get(&(pic.tag as usize)) else { return };
+    tag: usize,
+    rgb: impl FnOnce() -> Result<RgbImage>,
+) -> Result<()> {
+    let Some(slots) = wanted.get(&tag) else { return Ok(()) };
     let open = |s: &&usize| **s >= next_slot && !ready.contains_key(*s);
     if !slots.iter().any(|s| open(&s)) {
-        return;
+        return Ok(());
     }
-    let img = pic.to_rgb(colour);
+    let img = rgb()?;
     let slots: Vec<usize> = slots.iter().filter(open).copied().collect();
     for s in slots {
         ready.insert(s, img.clone());
     }
+    Ok(())
 }
 
 #[cfg(test)]

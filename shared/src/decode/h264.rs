@@ -12,6 +12,32 @@ use openh264_sys2::{
 
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
+/// Walk the NAL units of one MP4 video sample (each after a `length_size`-byte length, as
+/// `avcC` and `hvcC` say), checking every length and the forbidden bit.
+pub(super) fn length_prefixed_nals<'a>(
+    sample: &'a [u8],
+    length_size: usize,
+    mut f: impl FnMut(&'a [u8]),
+) -> Result<()> {
+    let mut pos = 0;
+    while pos < sample.len() {
+        let pre = sample.get(pos..pos + length_size).context("corrupt NAL: truncated length prefix")?;
+        let len = pre.iter().fold(0usize, |a, &b| (a << 8) | b as usize);
+        pos += length_size;
+        ensure!(
+            len > 0 && len <= sample.len() - pos,
+            "corrupt NAL: length {len} at byte {} overruns the {}-byte sample",
+            pos - length_size,
+            sample.len()
+        );
+        let nal = &sample[pos..pos + len];
+        ensure!(nal[0] & 0x80 == 0, "corrupt NAL: forbidden_zero_bit set");
+        f(nal);
+        pos += len;
+    }
+    Ok(())
+}
+
 /// The decoder configuration record (`avcC`).
 pub struct AvcConfig {
     /// Bytes of each NAL length prefix in samples (1, 2 or 4).
@@ -59,24 +85,8 @@ impl AvcConfig {
     }
 
     /// Walk the length-prefixed NALs of one AVCC sample, checking every length.
-    fn nals<'a>(&self, sample: &'a [u8], mut f: impl FnMut(&'a [u8])) -> Result<()> {
-        let mut pos = 0;
-        while pos < sample.len() {
-            let pre = sample.get(pos..pos + self.length_size).context("corrupt NAL: truncated length prefix")?;
-            let len = pre.iter().fold(0usize, |a, &b| (a << 8) | b as usize);
-            pos += self.length_size;
-            ensure!(
-                len > 0 && len <= sample.len() - pos,
-                "corrupt NAL: length {len} at byte {} overruns the {}-byte sample",
-                pos - self.length_size,
-                sample.len()
-            );
-            let nal = &sample[pos..pos + len];
-            ensure!(nal[0] & 0x80 == 0, "corrupt NAL: forbidden_zero_bit set");
-            f(nal);
-            pos += len;
-        }
-        Ok(())
+    fn nals<'a>(&self, sample: &'a [u8], f: impl FnMut(&'a [u8])) -> Result<()> {
+        length_prefixed_nals(sample, self.length_size, f)
     }
 
     /// What a sample's slices are: an IDR picture (decoding can start there) and/or a
@@ -383,7 +393,19 @@ unsafe fn picture<'a>(dst: &[*mut u8; 3], info: &SBufferInfo) -> Result<Option<P
     }))
 }
 
-impl Picture<'_> {
+impl<'a> Picture<'a> {
+    /// A picture from 8-bit 4:2:0 planes (plane, row stride) held elsewhere.
+    pub(super) fn from_planes(
+        tag: u64,
+        width: usize,
+        height: usize,
+        y: (&'a [u8], usize),
+        u: (&'a [u8], usize),
+        v: (&'a [u8], usize),
+    ) -> Picture<'a> {
+        Picture { tag, width, height, y, u, v }
+    }
+
     /// Convert to RGB8. Chroma is taken from the co-sited 2x2 block (no interpolation),
     /// in 16-bit fixed point: cheap, and within an 8-bit step or so of swscale's output.
     pub fn to_rgb(&self, colour: ColourInfo) -> crate::image::RgbImage {

@@ -1,4 +1,4 @@
-//! Media decoding (cargo feature `decode`): MP4/MOV files with H.264 video and AAC-LC, MP3,
+//! Media decoding (cargo feature `decode`): MP4/MOV files with H.264 or HEVC video and AAC-LC, MP3,
 //! ALAC or uncompressed (PCM) audio, as the dataset, phones and cameras write them, plus
 //! audio files (WAV by the product's own reader, the rest by symphonia).
 //!
@@ -21,6 +21,7 @@ mod asc;
 mod audio_file;
 mod frames;
 mod h264;
+mod h265;
 pub mod mp4;
 mod pcm;
 mod stream;
@@ -72,7 +73,9 @@ fn named<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T>
 
 fn video_info(movie: &Movie) -> Result<VideoInfo> {
     let track = video_track(movie)?;
-    let Codec::Avc { width, height, .. } = track.codec else { unreachable!("checked by video_track") };
+    let (Codec::Avc { width, height, .. } | Codec::Hevc { width, height, .. }) = track.codec else {
+        unreachable!("checked by video_track")
+    };
     let duration_s = track.duration();
     let n_frames = track.samples.len();
     // The displayed size: a quarter turn swaps the sides.
@@ -208,7 +211,7 @@ pub fn plan_video_frames(file: &[u8], fps: f64, max_seconds: Option<f64>) -> Res
     let plan = frames::plan(track, fps, max_seconds)?;
     let last = plan.chosen.iter().copied().max();
     for (i, s) in track.samples.iter().enumerate().take(last.map_or(0, |l| l + 1)) {
-        plan.avc.kind(s.bytes(file)?).with_context(|| format!("frame {i}"))?;
+        plan.config.check_sample(s.bytes(file)?).with_context(|| format!("frame {i}"))?;
     }
     Ok(plan.chosen.len())
 }
@@ -250,21 +253,19 @@ pub fn decode_clip(path: &Path, fps: f64, max_seconds: Option<f64>) -> Result<Cl
 fn video_track(movie: &Movie) -> Result<&Track> {
     let t = movie.track(Kind::Video).context("no video track")?;
     match &t.codec {
-        Codec::Avc { .. } => Ok(t),
+        Codec::Avc { .. } | Codec::Hevc { .. } => Ok(t),
         Codec::Aac { .. } | Codec::Mp3 | Codec::Alac { .. } | Codec::Pcm(_) => bail!("video track holds audio"),
         Codec::Other(c) => match video_codec_name(c) {
-            Some(name) => bail!("{name} ('{c}') is not decoded (only H.264 is)"),
-            None => bail!("unsupported video codec '{c}' (only H.264 is decoded)"),
+            Some(name) => bail!("{name} ('{c}') is not decoded (only H.264 and HEVC are)"),
+            None => bail!("unsupported video codec '{c}' (only H.264 and HEVC are decoded)"),
         },
     }
 }
 
-/// What a video sample entry's four-character code is, for the error: iPhones record HEVC
-/// by default ("High Efficiency"), which the user should see named.
+/// What a video sample entry's four-character code is, for the error.
 fn video_codec_name(fourcc: &str) -> Option<&'static str> {
     Some(match fourcc {
-        "hvc1" | "hev1" => "HEVC (H.265) video",
-        "dvh1" | "dvhe" => "Dolby Vision HEVC video",
+        "dvh1" | "dvhe" => "Dolby Vision (profile 5) HEVC video",
         "av01" => "AV1 video",
         "vp08" => "VP8 video",
         "vp09" => "VP9 video",
@@ -280,7 +281,7 @@ fn audio_track(movie: &Movie) -> Result<&Track> {
     let t = movie.track(Kind::Audio).context("no audio track")?;
     match &t.codec {
         Codec::Aac { .. } | Codec::Mp3 | Codec::Alac { .. } | Codec::Pcm(_) => Ok(t),
-        Codec::Avc { .. } => bail!("audio track holds H.264"),
+        Codec::Avc { .. } | Codec::Hevc { .. } => bail!("audio track holds video"),
         Codec::Other(c) => bail!("unsupported audio codec '{c}' (AAC-LC, MP3, ALAC and PCM are decoded)"),
     }
 }

@@ -1,5 +1,5 @@
 //! A small ISO-BMFF (MP4, QuickTime MOV, 3GPP) demuxer: just enough of `moov` (and of the
-//! `moof` fragments of a fragmented file) to locate every sample of one H.264 and one audio
+//! `moof` fragments of a fragmented file) to locate every sample of one video and one audio
 //! track, with decode and composition times and the edit list.
 //!
 //! Hand-written rather than a crate so that every size and offset read from the file is
@@ -19,6 +19,8 @@ pub use stsd::Pcm;
 pub enum Codec {
     /// H.264 in AVCC form: the `avcC` record (parameter sets, NAL length size).
     Avc { avcc: Vec<u8>, width: u16, height: u16 },
+    /// HEVC (H.265) as `hvc1`/`hev1`: the `hvcC` record (parameter sets, NAL length size).
+    Hevc { hvcc: Vec<u8>, width: u16, height: u16 },
     /// MPEG-4 audio (AAC): the AudioSpecificConfig from `esds`.
     Aac { asc: Vec<u8> },
     /// MPEG-1/2 layer III in `mp4a` (object type 0x69 / 0x6B), as some phones record it.

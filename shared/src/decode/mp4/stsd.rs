@@ -89,14 +89,20 @@ pub(super) fn parse_stsd(stsd: &[u8], timescale: u32) -> Result<Codec> {
     let entry = boxes(&stsd[8..]).next().context("empty 'stsd' box")??;
     let body = entry.body;
     match &entry.typ {
-        b"avc1" | b"avc3" => {
-            let mut r = Rd::new(body, "avc1");
+        b"avc1" | b"avc3" | b"hvc1" | b"hev1" => {
+            // VisualSampleEntry: 24 bytes, width, height, 50 bytes, then the boxes.
+            let mut r = Rd::new(body, "visual sample entry");
             r.bytes(24)?;
             let width = r.u16()?;
             let height = r.u16()?;
             r.bytes(50)?;
-            let avcc = need(&body[78..], b"avcC")?.to_vec();
-            Ok(Codec::Avc { avcc, width, height })
+            if entry.typ.starts_with(b"avc") {
+                let avcc = need(&body[78..], b"avcC")?.to_vec();
+                Ok(Codec::Avc { avcc, width, height })
+            } else {
+                let hvcc = need(&body[78..], b"hvcC")?.to_vec();
+                Ok(Codec::Hevc { hvcc, width, height })
+            }
         }
         b"mp4a" => {
             // Channels and rate come from the AudioSpecificConfig, which the decoder reads.
