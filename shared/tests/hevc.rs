@@ -4,22 +4,12 @@
 //! as ffmpeg's own decoder shows them.
 #![cfg(feature = "decode")]
 
-use avsc_shared::decode::{decode_video_frames, probe};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn ffmpeg(dir: &Path, src: &Path, args: &[&str], out: &str) -> PathBuf {
-    let path = dir.join(out);
-    let o = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
-        .arg(src)
-        .args(args)
-        .arg(&path)
-        .output()
-        .expect("ffmpeg makes these fixtures: apt-get install ffmpeg (.ci/run does)");
-    assert!(o.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    path
-}
+use avsc_shared::decode::{decode_video_frames, probe};
+use common::ffmpeg;
+use std::path::PathBuf;
+use std::process::Command;
 
 fn source() -> PathBuf {
     avsc_shared::reference_dir().join("media/tau-mini/video/park-lisbon-1141-40029.mp4")

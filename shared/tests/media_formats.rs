@@ -5,9 +5,12 @@
 //! time (encoder delay trimmed), and broken files one error line naming the file.
 #![cfg(feature = "decode")]
 
+mod common;
+
 use avsc_shared::decode::decode_audio;
 use avsc_shared::wav::{self, Audio, Stereo};
-use std::path::{Path, PathBuf};
+use common::ffmpeg;
+use std::path::PathBuf;
 use std::process::Command;
 
 const RATE: u32 = 44_100;
@@ -24,20 +27,6 @@ fn source() -> Audio {
             .collect()
     };
     Audio { sample_rate: RATE, channels: vec![tone(440.0, 0.5), tone(1000.0, 0.3)] }
-}
-
-/// `ffmpeg -i src <args> out`, in `dir`.
-fn ffmpeg(dir: &Path, src: &Path, args: &[&str], out: &str) -> PathBuf {
-    let path = dir.join(out);
-    let o = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
-        .arg(src)
-        .args(args)
-        .arg(&path)
-        .output()
-        .expect("ffmpeg makes these fixtures: apt-get install ffmpeg (.ci/run does)");
-    assert!(o.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    path
 }
 
 /// (directory, the 16-bit stereo source WAV).

@@ -470,29 +470,21 @@ static int open_fake(const char *path, int flags) {
     return r;
 }
 
-int open(const char *path, int flags, ...) {
-    mode_t mode = 0;
-    if (flags & (O_CREAT | O_TMPFILE)) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = va_arg(ap, mode_t);
-        va_end(ap);
+/* open and open64 (the same on 64-bit glibc; either may be what a program calls). */
+#define FAKE_OPEN(name)                                                                    \
+    int name(const char *path, int flags, ...) {                                           \
+        mode_t mode = 0;                                                                   \
+        if (flags & (O_CREAT | O_TMPFILE)) {                                               \
+            va_list ap;                                                                    \
+            va_start(ap, flags);                                                           \
+            mode = va_arg(ap, mode_t);                                                     \
+            va_end(ap);                                                                    \
+        }                                                                                  \
+        int r = open_fake(path, flags);                                                    \
+        return r != -2 ? r : REAL(name)(path, flags, mode);                                \
     }
-    int r = open_fake(path, flags);
-    return r != -2 ? r : REAL(open)(path, flags, mode);
-}
-
-int open64(const char *path, int flags, ...) {
-    mode_t mode = 0;
-    if (flags & (O_CREAT | O_TMPFILE)) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = va_arg(ap, mode_t);
-        va_end(ap);
-    }
-    int r = open_fake(path, flags);
-    return r != -2 ? r : REAL(open64)(path, flags, mode);
-}
+FAKE_OPEN(open)
+FAKE_OPEN(open64)
 
 int close(int fd) {
     if (is_fake(fd)) {

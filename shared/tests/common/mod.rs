@@ -3,7 +3,8 @@
 
 use avsc_shared::npy;
 use avsc_shared::Array3;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// The project's reference folder: `$AVSC_SHARED_DIR`, else `../shared` beside the clone.
 pub fn shared_dir() -> PathBuf {
@@ -52,4 +53,19 @@ pub fn quantile_abs_diff(a: &Array3, b: &Array3, q: f64) -> f32 {
     let mut d: Vec<f32> = a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()).collect();
     d.sort_by(f32::total_cmp);
     d[((d.len() - 1) as f64 * q).round() as usize]
+}
+
+/// `ffmpeg -i src <args> out`, in `dir`: test fixtures only (Debian's ffmpeg, which `.ci/run`
+/// installs; the product never calls it).
+pub fn ffmpeg(dir: &Path, src: &Path, args: &[&str], out: &str) -> PathBuf {
+    let path = dir.join(out);
+    let o = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(src)
+        .args(args)
+        .arg(&path)
+        .output()
+        .expect("ffmpeg makes these fixtures: apt-get install ffmpeg (.ci/run does)");
+    assert!(o.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    path
 }
