@@ -297,8 +297,19 @@ fn run(a: RunArgs) -> Result<()> {
     // Capture on its own thread: the microphone keeps being read while the networks run.
     // Without audio for a second (the microphone away), time goes on and windows are
     // classified from the camera alone.
-    let mut mic = ThreadedAudio::spawn(move || AlsaSource::open(cfg, mic_clock), chunk_s, 8.0)?
-        .with_heartbeat(clock.clone(), Duration::from_secs(1));
+    // With a camera, a microphone that cannot be opened at start (a USB one not enumerated
+    // yet at boot) is waited for while the camera's frames are classified, as one lost
+    // later is; without one there would be nothing to classify, so that is an error.
+    let wait_for_mic = a.camera.is_some() && engine.has_visual();
+    let mut mic = ThreadedAudio::spawn(
+        move || match wait_for_mic {
+            true => Ok(AlsaSource::open_or_wait(cfg, mic_clock)),
+            false => AlsaSource::open(cfg, mic_clock),
+        },
+        chunk_s,
+        8.0,
+    )?
+    .with_heartbeat(clock.clone(), Duration::from_secs(1));
     let frames = match &a.camera {
         Some(path) if engine.has_visual() => {
             let cfg = V4lConfig {

@@ -408,3 +408,39 @@ fn run_classifies_live_audio_with_the_cameras_frames_through_a_stall() {
     let calls = calls(&log);
     assert!(calls.iter().filter(|c| c.as_str() == "STREAMON").count() >= 2, "{calls:?}");
 }
+
+/// `avsc-device run` whose microphone cannot be opened at start (a USB microphone not
+/// enumerated yet at boot) while a camera works: the run goes on from the camera alone,
+/// trying the microphone again meanwhile, instead of exiting.
+#[test]
+fn run_without_a_microphone_at_start_classifies_the_camera_alone() {
+    if std::env::var("AVSC_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty()) {
+        eprintln!("skipped under an emulator: the fake camera is built for the host");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files = jpegs(dir.path());
+    let conf = dir.path().join("asound.conf");
+    std::fs::write(&conf, "# no PCM defined: the microphone is not there\n").unwrap();
+    let bundle = write_bundle(&dir.path().join("bundle"), BundleSpec::default());
+    let o = bin()
+        .env("ALSA_CONFIG_PATH", &conf)
+        .env("LD_PRELOAD", fake_library())
+        .env("AVSC_FAKE_V4L2_DEVICE", DEVICE)
+        .env("AVSC_FAKE_V4L2_FRAMES", list(&files))
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .args(["--mic", "usb_mic_not_yet", "--camera", DEVICE, "--windows", "1"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines = json_lines(&o);
+    assert_eq!(lines.len(), 1, "{err}");
+    let w = &lines[0];
+    assert_eq!(w["modalities"], serde_json::json!(["visual"]), "{w}");
+    assert_eq!(w["head"], "fusion_visual");
+    assert!(w["frames"].as_u64().unwrap() >= 18, "{w}");
+    assert!(w["note"].as_str().unwrap().starts_with("microphone: 10.0 s of this window's audio missing"), "{w}");
+    assert!(err.contains("waiting for the microphone") && err.contains("retrying in"), "{err}");
+}

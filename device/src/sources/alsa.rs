@@ -150,12 +150,36 @@ impl AlsaSource {
         AlsaSource::with_opener(cfg, Box::new(|c| Ok(Box::new(open_pcm(c)?) as Box<dyn CapturePcm>)), clock)
     }
 
+    /// As [`AlsaSource::open`], but a microphone that cannot be opened yet (not plugged in,
+    /// a USB device not enumerated at boot) is waited for, as one lost later is: reads
+    /// block while it is tried again with backoff.
+    pub fn open_or_wait(cfg: AlsaConfig, clock: SharedClock) -> AlsaSource {
+        AlsaSource::waiting(cfg, Box::new(|c| Ok(Box::new(open_pcm(c)?) as Box<dyn CapturePcm>)), clock)
+    }
+
+    /// [`AlsaSource::with_opener`] that waits for a device absent at start.
+    pub fn waiting(cfg: AlsaConfig, mut opener: PcmOpener, clock: SharedClock) -> AlsaSource {
+        let pcm = opener(&cfg)
+            .map_err(|e| tracing::error!("{e:#}; waiting for the microphone, trying again with backoff"))
+            .ok();
+        AlsaSource::with_pcm(cfg, pcm, opener, clock)
+    }
+
     /// Capture from the PCMs `opener` gives (called now, and after each loss of the device).
-    pub fn with_opener(mut cfg: AlsaConfig, mut opener: PcmOpener, clock: SharedClock) -> Result<AlsaSource> {
+    pub fn with_opener(cfg: AlsaConfig, mut opener: PcmOpener, clock: SharedClock) -> Result<AlsaSource> {
         let pcm = opener(&cfg)?;
+        Ok(AlsaSource::with_pcm(cfg, Some(pcm), opener, clock))
+    }
+
+    fn with_pcm(
+        mut cfg: AlsaConfig,
+        pcm: Option<Box<dyn CapturePcm>>,
+        opener: PcmOpener,
+        clock: SharedClock,
+    ) -> AlsaSource {
         // A `hw:` device gives the nearest rate it has (a USB microphone at 44.1 kHz asked for
         // 48 kHz): the stream is at that rate, or every window would be pitch-shifted.
-        if let Some(rate) = pcm.rate().filter(|&r| r != cfg.rate) {
+        if let Some(rate) = pcm.as_ref().and_then(|p| p.rate()).filter(|&r| r != cfg.rate) {
             tracing::warn!(device = %cfg.device, "asked for {} Hz, the device captures at {rate} Hz; using {rate} Hz", cfg.rate);
             cfg.rate = rate;
         }
@@ -164,8 +188,10 @@ impl AlsaSource {
             SampleFormat::S16 => Raw::S16(vec![0; n]),
             SampleFormat::S32 => Raw::S32(vec![0; n]),
         };
-        tracing::info!(device = %cfg.device, rate = cfg.rate, channels = cfg.channels, format = ?cfg.format, "ALSA capture open");
-        Ok(AlsaSource { cfg, pcm: Some(pcm), opener, raw, clock, stamp: 0.0, xruns: 0, reopens: 0 })
+        if pcm.is_some() {
+            tracing::info!(device = %cfg.device, rate = cfg.rate, channels = cfg.channels, format = ?cfg.format, "ALSA capture open");
+        }
+        AlsaSource { cfg, pcm, opener, raw, clock, stamp: 0.0, xruns: 0, reopens: 0 }
     }
 
     pub fn config(&self) -> &AlsaConfig {
@@ -184,14 +210,14 @@ impl AlsaSource {
                     // The stream's rate is fixed: a device back at another rate (another
                     // microphone plugged in) is not taken.
                     Ok(p) if p.rate().is_some_and(|r| r != self.cfg.rate) => {
+                        backoff = (backoff * 2).min(self.cfg.reopen_backoff_max);
                         tracing::warn!(
                             device = %self.cfg.device,
                             "the device is back at {} Hz, not this stream's {} Hz; retrying in {:.1} s",
                             p.rate().unwrap_or(0),
                             self.cfg.rate,
-                            (backoff * 2).as_secs_f64()
+                            backoff.as_secs_f64()
                         );
-                        backoff = (backoff * 2).min(self.cfg.reopen_backoff_max);
                     }
                     Ok(p) => {
                         self.reopens += 1;
@@ -199,8 +225,8 @@ impl AlsaSource {
                         self.pcm = Some(p);
                     }
                     Err(e) => {
-                        tracing::warn!("{e:#}; retrying in {:.1} s", (backoff * 2).as_secs_f64());
                         backoff = (backoff * 2).min(self.cfg.reopen_backoff_max);
+                        tracing::warn!("{e:#}; retrying in {:.1} s", backoff.as_secs_f64());
                     }
                 }
                 continue;
@@ -383,6 +409,16 @@ mod tests {
         absent: &'static [usize],
         rates: &'static [u32],
     ) -> (AlsaSource, Shared<Vec<Step>>, Shared<Log>) {
+        scripted_with(steps, absent, rates, false)
+    }
+
+    /// `wait`: made by [`AlsaSource::waiting`] (a device absent at start is waited for).
+    fn scripted_with(
+        steps: Vec<Step>,
+        absent: &'static [usize],
+        rates: &'static [u32],
+        wait: bool,
+    ) -> (AlsaSource, Shared<Vec<Step>>, Shared<Log>) {
         let steps = Rc::new(RefCell::new(steps));
         let log = Rc::new(RefCell::new(Log::default()));
         let clock = Manual::shared();
@@ -402,7 +438,12 @@ mod tests {
         });
         let cfg =
             AlsaConfig { period_frames: 4, reopen_backoff: Duration::from_millis(1), ..AlsaConfig::new("usb_mic") };
-        (AlsaSource::with_opener(cfg, opener, clock).unwrap(), steps, log)
+        let src = if wait {
+            AlsaSource::waiting(cfg, opener, clock)
+        } else {
+            AlsaSource::with_opener(cfg, opener, clock).unwrap()
+        };
+        (src, steps, log)
     }
 
     fn read(src: &mut AlsaSource) -> (AudioRead, Vec<f32>) {
@@ -477,6 +518,25 @@ mod tests {
         read(&mut src);
         assert_eq!((src.sample_rate(), src.reopens, log.borrow().opens), (44_100, 1, 3));
         assert!(steps.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_device_absent_at_start_is_waited_for() {
+        // Absent on the first two opens (each a second of the clock), there on the third.
+        let (mut src, steps, log) = scripted_with(vec![Step::Frames(4)], &[0, 1], &[], true);
+        assert_eq!(log.borrow().opens, 1);
+        let (r, x) = read(&mut src);
+        assert_eq!((r.frames, x), (4, samples(0, 8)));
+        assert!((r.t - 2.0).abs() < 1e-12, "stamped when captured, after the wait: {}", r.t);
+        assert_eq!((src.reopens, log.borrow().opens), (1, 3));
+        assert!(steps.borrow().is_empty());
+        // Without waiting, the absent device is an error at once.
+        assert!(AlsaSource::with_opener(
+            AlsaConfig::new("usb_mic"),
+            Box::new(|_| anyhow::bail!("no such device")),
+            Manual::shared()
+        )
+        .is_err());
     }
 
     #[test]
