@@ -9,7 +9,7 @@ use crate::infer::{Engine, Latency, WindowAudio};
 use crate::sources::{AudioSource, Frame, FrameSource, FrameThinner};
 use crate::window::{AudioWindow, EmbeddingRing, Event, Windower};
 use anyhow::{Context, Result};
-use avsc_shared::LABELS;
+use avsc_shared::{LABELS, NUM_CLASSES};
 use serde::Serialize;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -103,8 +103,8 @@ pub struct Record<'a> {
     pub end_s: f64,
     pub top: &'static str,
     /// Label -> probability, in label (alphabetical) order.
-    pub probabilities: serde_json::Map<String, serde_json::Value>,
-    pub modalities: Vec<&'static str>,
+    pub probabilities: Probabilities,
+    pub modalities: &'static [&'static str],
     pub head: &'static str,
     pub frames: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,6 +116,29 @@ pub struct Record<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gap_s: Option<f64>,
     pub latency_ms: Latency,
+}
+
+/// The probabilities of a window, written as a JSON object keyed by label (in label order,
+/// each value the f32 widened to f64, as before), without building a map per window.
+pub struct Probabilities(pub [f32; NUM_CLASSES]);
+
+impl Serialize for Probabilities {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(NUM_CLASSES))?;
+        for (label, p) in LABELS.iter().zip(self.0) {
+            m.serialize_entry(label, &f64::from(p))?;
+        }
+        m.end()
+    }
+}
+
+/// Append `rec` and a newline to `line` (cleared first): the same buffer every window, so
+/// a window's line costs no allocation once the buffer has grown to a line's size.
+pub fn write_line(line: &mut Vec<u8>, rec: &Record) {
+    line.clear();
+    serde_json::to_writer(&mut *line, rec).expect("plain data serialises");
+    line.push(b'\n');
 }
 
 /// Writes the lines and remembers the first failure (the windower's callback cannot return
@@ -133,6 +156,8 @@ struct Emitter<'a> {
     source_note: Option<String>,
     /// Frames are handed to the engine as they arrive ([`LoopOptions::stream_features`]).
     streaming: bool,
+    /// The JSON line being written, reused.
+    line: Vec<u8>,
 }
 
 impl Emitter<'_> {
@@ -188,9 +213,13 @@ impl Emitter<'_> {
         let mut latency_ms = r.latency;
         latency_ms.end_of_window = t0.elapsed().as_secs_f64() * 1e3;
         let top = (0..LABELS.len()).max_by(|&a, &b| r.probabilities[a].total_cmp(&r.probabilities[b])).unwrap_or(0);
-        let probabilities =
-            LABELS.iter().zip(r.probabilities).map(|(l, p)| (l.to_string(), serde_json::json!(p))).collect();
-        let modalities = [(r.audio, "audio"), (r.visual, "visual")].into_iter().filter(|m| m.0).map(|m| m.1).collect();
+        let probabilities = Probabilities(r.probabilities);
+        let modalities: &[&str] = match (r.audio, r.visual) {
+            (true, true) => &["audio", "visual"],
+            (true, false) => &["audio"],
+            (false, true) => &["visual"],
+            (false, false) => &[],
+        };
         let rec = Record {
             source: self.source,
             window: w.index,
@@ -210,8 +239,8 @@ impl Emitter<'_> {
             gap_s: (w.gap_s > 0.0).then_some(w.gap_s),
             latency_ms,
         };
-        let line = serde_json::to_string(&rec).expect("plain data serialises");
-        writeln!(self.out, "{line}").and_then(|_| self.out.flush()).context("cannot write the output")?;
+        write_line(&mut self.line, &rec);
+        self.out.write_all(&self.line).and_then(|_| self.out.flush()).context("cannot write the output")?;
         self.written += 1;
         release_freed_memory();
         Ok(())
@@ -271,6 +300,7 @@ pub fn run_loop(
         absent,
         source_note,
         streaming,
+        line: Vec::with_capacity(1024),
     };
     let mut thinner = opts.visual_fps.filter(|&f| f < fps).map(FrameThinner::new);
 

@@ -75,3 +75,46 @@ fn steady_state_windowing_does_not_allocate() {
     let v: Vec<u8> = Vec::with_capacity(10);
     assert!(allocations() > before, "{}", v.capacity());
 }
+
+/// A window's JSON line is written into one reused buffer: after the first, 1,000 lines
+/// (probabilities by label, modalities, latencies) allocate nothing.
+#[test]
+fn writing_a_windows_line_does_not_allocate() {
+    use avsc_device::infer::Latency;
+    use avsc_device::pipeline::{write_line, Probabilities, Record};
+    let write = |line: &mut Vec<u8>, k: u64| {
+        let mut p = [0.05f32; avsc_shared::NUM_CLASSES];
+        p[(k % 10) as usize] = 0.55;
+        let rec = Record {
+            source: Some("field.mp4"),
+            window: k,
+            start_s: k as f64,
+            end_s: k as f64 + 10.0,
+            top: avsc_shared::LABELS[(k % 10) as usize],
+            probabilities: Probabilities(p),
+            modalities: &["audio", "visual"],
+            head: "fusion",
+            frames: 20,
+            note: None,
+            padded_s: None,
+            gap_s: None,
+            latency_ms: Latency { audio_nets: k as f64 * 0.1, ..Latency::default() },
+        };
+        write_line(line, &rec);
+    };
+    let mut line = Vec::new();
+    write(&mut line, 0);
+    let before = allocations();
+    for k in 1..=1000 {
+        write(&mut line, k);
+    }
+    let during = allocations() - before;
+    assert_eq!(during, 0, "{during} allocations while writing 1,000 lines");
+    // The last line is the JSON the device writes.
+    let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+    assert_eq!(v["window"], 1000);
+    assert_eq!(v["top"], "airport");
+    assert_eq!(v["probabilities"]["airport"], f64::from(0.55f32));
+    assert_eq!(v["probabilities"].as_object().unwrap().len(), 10);
+    assert!(line.ends_with(b"}\n"));
+}
