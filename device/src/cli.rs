@@ -302,9 +302,12 @@ fn run(a: RunArgs) -> Result<()> {
     // later is; without one there would be nothing to classify, so that is an error.
     let wait_for_mic = a.camera.is_some() && engine.has_visual();
     let mut mic = ThreadedAudio::spawn(
-        move || match wait_for_mic {
-            true => Ok(AlsaSource::open_or_wait(cfg, mic_clock)),
-            false => AlsaSource::open(cfg, mic_clock),
+        move || {
+            if wait_for_mic {
+                Ok(AlsaSource::open_or_wait(cfg, mic_clock))
+            } else {
+                AlsaSource::open(cfg, mic_clock)
+            }
         },
         chunk_s,
         8.0,

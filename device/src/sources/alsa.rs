@@ -110,6 +110,11 @@ impl CapturePcm for PCM {
 /// Opens the configured PCM: at start, and again after the device was lost.
 pub type PcmOpener = Box<dyn FnMut(&AlsaConfig) -> Result<Box<dyn CapturePcm>>>;
 
+/// The real opener: alsa-lib.
+fn alsa_lib() -> PcmOpener {
+    Box::new(|c| Ok(Box::new(open_pcm(c)?) as Box<dyn CapturePcm>))
+}
+
 pub struct AlsaSource {
     cfg: AlsaConfig,
     pcm: Option<Box<dyn CapturePcm>>,
@@ -147,14 +152,14 @@ fn open_pcm(cfg: &AlsaConfig) -> Result<PCM> {
 impl AlsaSource {
     /// Open `cfg.device` through alsa-lib; periods are stamped on `clock`.
     pub fn open(cfg: AlsaConfig, clock: SharedClock) -> Result<AlsaSource> {
-        AlsaSource::with_opener(cfg, Box::new(|c| Ok(Box::new(open_pcm(c)?) as Box<dyn CapturePcm>)), clock)
+        AlsaSource::with_opener(cfg, alsa_lib(), clock)
     }
 
     /// As [`AlsaSource::open`], but a microphone that cannot be opened yet (not plugged in,
     /// a USB device not enumerated at boot) is waited for, as one lost later is: reads
     /// block while it is tried again with backoff.
     pub fn open_or_wait(cfg: AlsaConfig, clock: SharedClock) -> AlsaSource {
-        AlsaSource::waiting(cfg, Box::new(|c| Ok(Box::new(open_pcm(c)?) as Box<dyn CapturePcm>)), clock)
+        AlsaSource::waiting(cfg, alsa_lib(), clock)
     }
 
     /// [`AlsaSource::with_opener`] that waits for a device absent at start.

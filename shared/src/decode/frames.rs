@@ -25,7 +25,11 @@ impl Config {
     pub(super) fn check_sample(&self, sample: &[u8]) -> Result<()> {
         match self {
             Config::Avc(avc) => avc.kind(sample).map(|_| ()),
-            Config::Hevc(hvc, top) => hvc.disposable(sample, *top).map(|_| ()),
+            Config::Hevc(hvc, top) => {
+                let units = hvc.units(sample)?;
+                let _ = h265::disposable(&units, *top);
+                Ok(())
+            }
         }
     }
 }
@@ -137,10 +141,7 @@ impl FrameStream {
                     }
                     Decoding::Hevc { dec, .. } => {
                         dec.flush();
-                        while let Some(f) = dec.next() {
-                            let Some(tag) = h265::tag(&f) else { continue };
-                            take(&self.wanted, &mut self.ready, self.next_slot, tag, || h265::to_rgb(&f, colour))?;
-                        }
+                        take_hevc(dec, &self.wanted, &mut self.ready, self.next_slot, colour)?;
                     }
                 }
             } else {
@@ -203,18 +204,14 @@ impl FrameStream {
         }
         for i in self.next_sample..=c {
             self.track.samples[i].read(&self.file, &mut self.sample)?;
-            if i != c && hvc.disposable(&self.sample, *top_layer).with_context(|| format!("frame {i}"))? {
+            let units = hvc.units(&self.sample).with_context(|| format!("frame {i}"))?;
+            if i != c && h265::disposable(&units, *top_layer) {
                 continue;
             }
-            let mut units = Vec::new();
-            hvc.nals(&self.sample, |nal| units.push(nal)).with_context(|| format!("frame {i}"))?;
             for nal in units {
                 dec.push(nal, Some(i as u64)).with_context(|| format!("frame {i} (decode order)"))?;
             }
-            while let Some(f) = dec.next() {
-                let Some(tag) = h265::tag(&f) else { continue };
-                take(&self.wanted, &mut self.ready, self.next_slot, tag, || h265::to_rgb(&f, self.colour))?;
-            }
+            take_hevc(dec, &self.wanted, &mut self.ready, self.next_slot, self.colour)?;
         }
         self.next_sample = c + 1;
         Ok(())
@@ -279,6 +276,22 @@ pub(super) fn plan(track: &Track, fps: f64, max_seconds: Option<f64>) -> Result<
     };
     let chosen = select_frames(&pts, track.timescale, fps, limit);
     Ok(Plan { config, colour, pts, chosen })
+}
+
+/// Take the pictures rusty_h265 has finished.
+fn take_hevc(
+    dec: &mut HevcDecoder,
+    wanted: &BTreeMap<usize, Vec<usize>>,
+    ready: &mut BTreeMap<usize, RgbImage>,
+    next_slot: usize,
+    colour: ColourInfo,
+) -> Result<()> {
+    while let Some(f) = dec.next() {
+        if let Some(tag) = h265::tag(&f) {
+            take(wanted, ready, next_slot, tag, || h265::to_rgb(&f, colour))?;
+        }
+    }
+    Ok(())
 }
 
 /// Keep the picture of sample `tag` (made by `rgb`, only if needed) in `ready` for the

@@ -47,33 +47,31 @@ pub fn parse_hvcc(b: &[u8]) -> Result<HvcConfig> {
 }
 
 impl HvcConfig {
-    /// Walk the length-prefixed NALs of one sample, checking every length.
-    pub fn nals<'a>(&self, sample: &'a [u8], f: impl FnMut(&'a [u8])) -> Result<()> {
-        length_prefixed_nals(sample, self.length_size, f)
-    }
-
-    /// Whether no later picture can need this sample's: every slice of it is a sub-layer
-    /// non-reference picture (`TRAIL_N`, `TSA_N`, `STSA_N`, `RADL_N`, `RASL_N`) of the
-    /// highest temporal sub-layer, which only pictures of higher sub-layers could use and
-    /// there are none. x265 writes its unreferenced B-frames so. Such a sample can be left
-    /// out when nobody chose it, as a player dropping frames does.
-    pub fn disposable(&self, sample: &[u8], top_layer: u8) -> Result<bool> {
-        let (mut vcl, mut all) = (false, true);
-        self.nals(sample, |nal| {
-            let t = nal_type(nal);
-            if t < 32 {
-                vcl = true;
-                let temporal_id = (nal.get(1).copied().unwrap_or(1) & 7).saturating_sub(1);
-                all &= t < 16 && t.is_multiple_of(2) && temporal_id == top_layer;
-            }
-        })?;
-        Ok(vcl && all)
+    /// The NAL units of one sample (length-prefixed), every length checked.
+    pub fn units<'a>(&self, sample: &'a [u8]) -> Result<Vec<&'a [u8]>> {
+        let mut units = Vec::new();
+        length_prefixed_nals(sample, self.length_size, |nal| units.push(nal))?;
+        Ok(units)
     }
 
     /// The first sequence parameter set.
     pub fn sps(&self) -> &[u8] {
         self.nals.iter().find(|n| nal_type(n) == SPS).expect("checked by parse_hvcc")
     }
+}
+
+/// Whether no later picture can need a sample's picture (its NAL `units`): every slice of
+/// it is a sub-layer non-reference picture (`TRAIL_N`, `TSA_N`, `STSA_N`, `RADL_N`,
+/// `RASL_N`) of the highest temporal sub-layer, which only pictures of higher sub-layers
+/// could use and there are none. x265 writes its unreferenced B-frames so. Such a sample
+/// can be left out when nobody chose it, as a player dropping frames does.
+pub fn disposable(units: &[&[u8]], top_layer: u8) -> bool {
+    let mut slices = units.iter().filter(|nal| nal_type(nal) < 32).peekable();
+    slices.peek().is_some()
+        && slices.all(|nal| {
+            let (t, temporal_id) = (nal_type(nal), (nal.get(1).copied().unwrap_or(1) & 7).saturating_sub(1));
+            t < 16 && t.is_multiple_of(2) && temporal_id == top_layer
+        })
 }
 
 /// The most pixels a picture may have: 4K (UHD 3840x2160 and DCI 4096x2160), the most
